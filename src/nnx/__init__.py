@@ -1,0 +1,90 @@
+"""nnx: neural networks for JAX — a mutable, Pythonic Module system, statically typed
+and shape-checked at run time."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from . import nn as nn
+from ._compat import TraceState as TraceState
+from ._context import (
+    Context as Context,
+    ContextDef as ContextDef,
+    PureContext as PureContext,
+    RngStream as RngStream,
+    context as context,
+)
+from ._errors import TraceContextError as TraceContextError
+from ._filters import (
+    All as All,
+    Everything as Everything,
+    Filter as Filter,
+    Not as Not,
+    Nothing as Nothing,
+    OfType as OfType,
+    Path as Path,
+    PathContains as PathContains,
+    Predicate as Predicate,
+    buffers as buffers,
+    to_predicate as to_predicate,
+)
+from ._helpers import Dict as Dict, Sequence as Sequence
+from ._module import (
+    ApplyCaller as ApplyCaller,
+    Module as Module,
+    ModuleDef as ModuleDef,
+    Pure as Pure,
+    PureModule as PureModule,
+)
+from ._nodes import is_node as is_node, register_node_type as register_node_type
+from ._pytree import Pytree as Pytree
+from ._state import State as State
+from ._variables import (
+    BatchStat as BatchStat,
+    Cache as Cache,
+    Container as Container,
+    ContainerMetadata as ContainerMetadata,
+    Intermediate as Intermediate,
+    Node as Node,
+    Param as Param,
+    Static as Static,
+    TreeNode as TreeNode,
+    Variable as Variable,
+    var as var,
+    variable_type as variable_type,
+    with_metadata as with_metadata,
+)
+from .nn import (
+    BatchNorm as BatchNorm,
+    Dropout as Dropout,
+    Linear as Linear,
+    celu as celu,
+    elu as elu,
+    gelu as gelu,
+    glu as glu,
+    hard_sigmoid as hard_sigmoid,
+    hard_silu as hard_silu,
+    hard_swish as hard_swish,
+    hard_tanh as hard_tanh,
+    initializers as initializers,
+    leaky_relu as leaky_relu,
+    log_sigmoid as log_sigmoid,
+    log_softmax as log_softmax,
+    logsumexp as logsumexp,
+    normalize as normalize,
+    one_hot as one_hot,
+    relu as relu,
+    relu6 as relu6,
+    selu as selu,
+    sigmoid as sigmoid,
+    silu as silu,
+    soft_sign as soft_sign,
+    softmax as softmax,
+    softplus as softplus,
+    standardize as standardize,
+    swish as swish,
+    tanh as tanh,
+)
+
+try:
+    __version__ = _version("nnx")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"

@@ -1,0 +1,108 @@
+"""Every version-dependent JAX internal nnx relies on, resolved once at import.
+
+nnx supports every JAX release from 0.4.36 (the first with "stackless" tracing) to
+the newest. The only internals it needs are:
+
+- the *opaque trace state*: a value that compares equal while the same JAX trace is
+  current and differs under `jax.jit`, `jax.vmap`, `jax.grad`, `jax.lax.scan`, ...
+  It lives in `jax.extend.core` from JAX 0.10 on and in `jax.core` before (where it
+  is deprecated in 0.10 and removed in 0.11).
+- the `Tracer` class, to tell abstract values from concrete arrays.
+
+Both are looked up here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
+
+import jax
+from jax.core import Tracer as Tracer
+
+__all__ = ["JAX_VERSION", "Tracer", "TraceState", "current_trace", "is_tracer"]
+
+JAX_VERSION: tuple[int, ...] = tuple(
+    int(part) for part in jax.__version__.split(".")[:3] if part.isdigit()
+)
+
+
+def _find_opaque_trace_state() -> Callable[[str], object]:
+    # `"name" in dir(module)` does not trigger JAX's deprecation machinery, which a
+    # plain `getattr` or `hasattr` on a deprecated attribute would.
+    for module_name in ("jax.extend.core", "jax.core"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # pragma: no cover - both modules exist on every supported JAX
+            continue
+        if "get_opaque_trace_state" in dir(module):
+            fn: Any = getattr(module, "get_opaque_trace_state")  # noqa: B009
+            return cast("Callable[[str], object]", fn)
+    # jax 0.10 hides deprecated names from dir(); fall back to the private home, which
+    # has held the function since 0.4.35.
+    src_core = importlib.import_module("jax._src.core")
+    return cast("Callable[[str], object]", getattr(src_core, "get_opaque_trace_state"))  # noqa: B009
+
+
+_get_opaque_trace_state = _find_opaque_trace_state()
+
+
+class TraceState:
+    """The JAX trace that was current when an nnx object was created.
+
+    `is_valid()` is true while that same trace is current again. Two TraceStates
+    compare equal when they were taken under the same trace.
+    """
+
+    __slots__ = ("_opaque",)
+
+    def __init__(self) -> None:
+        self._opaque = _get_opaque_trace_state("nnx")
+
+    def is_valid(self) -> bool:
+        return bool(self._opaque == _get_opaque_trace_state("nnx"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TraceState) and bool(self._opaque == other._opaque)
+
+    def __hash__(self) -> int:  # TraceStates are only compared, never used as keys
+        return 0
+
+    def __repr__(self) -> str:
+        return "TraceState(current)" if self.is_valid() else "TraceState(other)"
+
+
+def current_trace() -> TraceState:
+    return TraceState()
+
+
+def is_tracer(x: Any) -> bool:
+    return isinstance(x, Tracer)
+
+
+# jax's pytree registration functions are "partially unknown" to pyright (their key
+# type comes from an untyped extension module); these typed wrappers keep that in
+# one place.
+_T = TypeVar("_T")
+
+
+def register_pytree_with_keys(
+    nodetype: type[_T],
+    flatten_with_keys: Callable[[_T], tuple[Iterable[tuple[Any, Any]], Any]],
+    unflatten: Callable[[Any, Iterable[Any]], _T],
+    flatten: Callable[[_T], tuple[Iterable[Any], Any]],
+) -> None:
+    jax.tree_util.register_pytree_with_keys(  # pyright: ignore[reportUnknownMemberType]
+        nodetype, flatten_with_keys, unflatten, flatten
+    )
+
+
+def register_pytree_node(
+    nodetype: type[_T],
+    flatten: Callable[[_T], tuple[Iterable[Any], Any]],
+    unflatten: Callable[[Any, Iterable[Any]], _T],
+) -> None:
+    jax.tree_util.register_pytree_node(  # pyright: ignore[reportUnknownMemberType]
+        nodetype, flatten, unflatten
+    )

@@ -1,0 +1,211 @@
+"""Context: explicit RNG streams and flags, passed to Modules as `ctx=`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final, cast
+
+import jax
+import numpy as np
+
+from ._compat import TraceState, current_trace, register_pytree_node
+from ._errors import MSG_CONTEXT_TRACE, TraceContextError
+
+__all__ = ["Context", "ContextDef", "PureContext", "RngStream", "context"]
+
+KeyLike = Any  # a typed key (jax.random.key) or a raw uint32[2] key (PRNGKey)
+
+MSG_UNKNOWN_STREAM: Final = (
+    "Unknown Rng Stream: {name!r}. This Context has streams {streams}. Create it with "
+    "that stream, e.g. nnx.context({name}=0) (or nnx.context(0) for 'params')."
+)
+
+
+def _fold_data(name: str, path: tuple[int, ...]) -> int:
+    text = " ".join([name, *map(str, path)]).encode()
+    return int.from_bytes(hashlib.blake2s(text).digest()[:4], "big")
+
+
+class RngStream:
+    """A base key plus a counter: each draw folds the stream name, its path of
+    ancestor counts and the counter into the key, then advances the counter."""
+
+    __slots__ = ("count", "count_path", "key")
+
+    def __init__(self, key: KeyLike, count: int = 0, count_path: tuple[int, ...] = ()) -> None:
+        self.key = key
+        self.count = count
+        self.count_path = count_path
+
+    def make_rng(self, name: str) -> jax.Array:
+        data = _fold_data(name, (*self.count_path, self.count))
+        self.count += 1
+        return jax.random.fold_in(self.key, data)
+
+    def fork(self) -> RngStream:
+        """A child stream (same key, one more level of path); advances this one."""
+        child = RngStream(self.key, 0, (*self.count_path, self.count))
+        self.count += 1
+        return child
+
+    def __repr__(self) -> str:
+        return f"RngStream(count={self.count}, count_path={self.count_path})"
+
+
+def _as_key(value: Any, name: str) -> KeyLike:
+    if isinstance(value, RngStream):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return jax.random.key(int(cast(int, value)))
+    if isinstance(value, jax.Array):
+        return value
+    raise TypeError(
+        f"RNG stream {name!r} needs an int seed, a jax.random.key(...) / PRNGKey(...) "
+        f"array or an RngStream, got {type(value).__name__}."
+    )
+
+
+class Context:
+    """RNG streams and flags for Module construction and calls.
+
+    Build it with `nnx.context(0)` (seed for `"params"`), `nnx.context(params=0,
+    dropout=1)` or `nnx.context(flags=dict(use_running_average=True))`.
+    """
+
+    __slots__ = ("_flags", "_rngs", "_trace")
+
+    def __init__(
+        self,
+        rngs: Mapping[str, RngStream],
+        flags: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._rngs: dict[str, RngStream] = dict(rngs)
+        self._flags: dict[str, Any] = dict(flags) if flags else {}
+        self._trace: TraceState = current_trace()
+
+    def _check_trace(self) -> None:
+        if not self._trace.is_valid():
+            raise TraceContextError(MSG_CONTEXT_TRACE)
+
+    def make_rng(self, name: str) -> jax.Array:
+        """A fresh key from stream `name` (each call gives a different key)."""
+        stream = self._rngs.get(name)
+        if stream is None:
+            raise ValueError(MSG_UNKNOWN_STREAM.format(name=name, streams=sorted(self._rngs)))
+        self._check_trace()
+        return stream.make_rng(name)
+
+    def has_rng(self, name: str) -> bool:
+        return name in self._rngs
+
+    @property
+    def rng_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._rngs))
+
+    @property
+    def flags(self) -> Mapping[str, Any]:
+        return MappingProxyType(self._flags)
+
+    def has_flag(self, name: str) -> bool:
+        return name in self._flags
+
+    def get_flag(self, name: str, default: Any = None) -> Any:
+        return self._flags.get(name, default)
+
+    def copy(self) -> Context:
+        """A Context sharing this one's streams (draws advance both) and flags."""
+        new = Context.__new__(Context)
+        new._rngs = dict(self._rngs)
+        new._flags = dict(self._flags)
+        new._trace = current_trace()
+        return new
+
+    def partition(self) -> PureContext:
+        """A pytree (keys, ContextDef) that crosses JAX transforms whole.
+
+        `pure.merge()` rebuilds a Context whose streams are children of these: its keys
+        differ from any this Context gives later, deterministically.
+        """
+        self._check_trace()
+        keys: dict[str, KeyLike] = {}
+        counts: list[tuple[str, tuple[int, ...]]] = []
+        for name in sorted(self._rngs):
+            child = self._rngs[name].fork()
+            keys[name] = child.key
+            counts.append((name, child.count_path))
+        return PureContext(keys, ContextDef(tuple(counts), tuple(sorted(self._flags.items()))))
+
+    def __repr__(self) -> str:
+        return f"Context(rngs={list(sorted(self._rngs))}, flags={self._flags!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextDef:
+    """The static half of a partitioned Context: stream paths and flags (hashable)."""
+
+    rng_counts: tuple[tuple[str, tuple[int, ...]], ...]
+    flags: tuple[tuple[str, Any], ...]
+
+    def merge(self, keys: Mapping[str, KeyLike]) -> Context:
+        paths = dict(self.rng_counts)
+        if set(keys) != set(paths):
+            raise ValueError(
+                f"Keys {sorted(keys)} do not match the ContextDef's streams {sorted(paths)}."
+            )
+        return Context({name: RngStream(keys[name], 0, paths[name]) for name in keys}, dict(self.flags))
+
+
+class PureContext(tuple[dict[str, KeyLike], ContextDef]):
+    """`(keys, contextdef)`: a Context split into a pytree of keys and static data."""
+
+    __slots__ = ()
+
+    def __new__(cls, keys: dict[str, KeyLike], contextdef: ContextDef) -> PureContext:
+        return super().__new__(cls, (keys, contextdef))
+
+    @property
+    def keys(self) -> dict[str, KeyLike]:
+        return self[0]
+
+    @property
+    def contextdef(self) -> ContextDef:
+        return self[1]
+
+    def merge(self) -> Context:
+        return self[1].merge(self[0])
+
+
+def _pure_context_flatten(
+    pure: PureContext,
+) -> tuple[tuple[dict[str, KeyLike]], ContextDef]:
+    return (pure[0],), pure[1]
+
+
+def _pure_context_unflatten(contextdef: ContextDef, children: Iterable[Any]) -> PureContext:
+    (keys,) = children
+    return PureContext(keys, contextdef)
+
+
+register_pytree_node(PureContext, _pure_context_flatten, _pure_context_unflatten)
+
+
+def context(
+    params: int | jax.Array | RngStream | None = None,
+    *,
+    flags: Mapping[str, Any] | None = None,
+    **rngs: int | jax.Array | RngStream,
+) -> Context:
+    """A Context: `context(0)` seeds `"params"`; other streams by keyword
+    (`context(params=0, dropout=1)`); `flags` are read by layers via `get_flag`."""
+    if params is not None:
+        if "params" in rngs:
+            raise TypeError("context() got 'params' both positionally and by keyword")
+        rngs["params"] = params
+    streams: dict[str, RngStream] = {}
+    for name, value in rngs.items():
+        key = _as_key(value, name)
+        streams[name] = key if isinstance(key, RngStream) else RngStream(key)
+    return Context(streams, flags)

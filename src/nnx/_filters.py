@@ -1,0 +1,225 @@
+"""Filters select state entries by kind, collection, path or any predicate.
+
+A filter is one of:
+
+- a class: matches values that are instances of it (`nnx.Param`, `jax.Array`);
+- `...`: matches everything (only allowed as the last of several filters);
+- `None`: matches nothing;
+- a `str`: matches Variables of that collection (`"params"`, `"intermediates"`);
+- a predicate `(path, value) -> bool`, `path` being a tuple of `str`/`int` keys;
+- a tuple of filters: matches what any of them matches;
+- `nnx.Not(f)`, `nnx.All(f, g, ...)`, `nnx.OfType(t)`, `nnx.PathContains(key)`,
+  `nnx.Everything()`, `nnx.Nothing()`, and `nnx.buffers` (raw arrays).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from types import EllipsisType
+from typing import Any, Final, TypeAlias, Union, cast
+
+import jax
+import numpy as np
+
+__all__ = [
+    "All",
+    "Everything",
+    "Filter",
+    "Not",
+    "Nothing",
+    "OfType",
+    "Path",
+    "PathContains",
+    "Predicate",
+    "buffers",
+    "to_predicate",
+]
+
+Key: TypeAlias = "str | int"
+Path: TypeAlias = tuple[str | int, ...]
+"""A State key: attribute names as `str`, `nnx.Sequence` positions as `int`."""
+
+Predicate: TypeAlias = Callable[[Path, Any], bool]
+"""A filter function: `(path, value) -> bool`."""
+
+
+MSG_INVALID_FILTER: Final = (
+    "Invalid filter of type {type!r}: {filter!r}. A filter is a class (nnx.Param), "
+    "`...`, None, a collection name (\"params\"), a predicate `(path, value) -> bool`, "
+    "a tuple of filters, or nnx.Not/All/OfType/PathContains/Everything/Nothing."
+)
+MSG_ELLIPSIS_NOT_LAST: Final = (
+    "Ellipsis `...` can only be used as the last filter, got it at index {index} of "
+    "{count}. Move `...` to the end: partition(nnx.Param, nnx.BatchStat, ...)."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class OfType:
+    """Matches instances of `type`."""
+
+    type: type[Any]
+
+    def __call__(self, path: Path, value: Any) -> bool:
+        return isinstance(value, self.type)
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+    """Matches Variables whose `collection` is `name` (what a `str` filter means)."""
+
+    name: str
+
+    def __call__(self, path: Path, value: Any) -> bool:
+        collection: object = getattr(value.__class__, "collection", None)
+        return collection == self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class PathContains:
+    """Matches entries whose path contains `key`."""
+
+    key: str | int
+
+    def __call__(self, path: Path, value: Any) -> bool:
+        return self.key in path
+
+
+class Not:
+    """Matches what `filter` does not match."""
+
+    __slots__ = ("_predicate", "filter")
+
+    def __init__(self, filter: Filter, /) -> None:
+        self.filter = filter
+        self._predicate = to_predicate(filter)
+
+    def __call__(self, path: Path, value: Any) -> bool:
+        return not self._predicate(path, value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Not) and other.filter == self.filter
+
+    def __hash__(self) -> int:
+        return hash((Not, self.filter))
+
+    def __repr__(self) -> str:
+        return f"Not({self.filter!r})"
+
+
+class All:
+    """Matches what every one of `filters` matches."""
+
+    __slots__ = ("_predicates", "filters")
+
+    def __init__(self, *filters: Filter) -> None:
+        self.filters = filters
+        self._predicates = tuple(to_predicate(f) for f in filters)
+
+    def __call__(self, path: Path, value: Any) -> bool:
+        return all(p(path, value) for p in self._predicates)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, All) and other.filters == self.filters
+
+    def __hash__(self) -> int:
+        return hash((All, self.filters))
+
+    def __repr__(self) -> str:
+        return f"All({', '.join(map(repr, self.filters))})"
+
+
+class _AnyOf:
+    __slots__ = ("_predicates",)
+
+    def __init__(self, predicates: tuple[Predicate, ...]) -> None:
+        self._predicates = predicates
+
+    def __call__(self, path: Path, value: Any) -> bool:
+        return any(p(path, value) for p in self._predicates)
+
+
+@dataclasses.dataclass(frozen=True)
+class Everything:
+    """Matches everything (like `...`)."""
+
+    def __call__(self, path: Path, value: Any) -> bool:
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Nothing:
+    """Matches nothing (like `None`)."""
+
+    def __call__(self, path: Path, value: Any) -> bool:
+        return False
+
+
+Filter: TypeAlias = Union[
+    type[Any],
+    EllipsisType,
+    str,
+    None,
+    All,
+    Not,
+    OfType,
+    PathContains,
+    Everything,
+    Nothing,
+    Predicate,
+    tuple["Filter", ...],
+]
+"""Anything `partition`, `filter`, `pop_state` and `nnx.grad(wrt=)` accept."""
+
+
+buffers: Final = (jax.Array, np.ndarray)
+"""Matches raw array attributes (not Variables)."""
+
+_EVERYTHING: Final = Everything()
+_NOTHING: Final = Nothing()
+
+
+def _build_predicate(filter: Any) -> Predicate:
+    if isinstance(filter, type):
+        return OfType(filter)
+    if filter is Ellipsis:
+        return _EVERYTHING
+    if filter is None:
+        return _NOTHING
+    if isinstance(filter, str):
+        return Collection(filter)
+    if isinstance(filter, tuple):
+        members = cast("tuple[Filter, ...]", filter)
+        return _AnyOf(tuple(to_predicate(f) for f in members))
+    if callable(filter) and not isinstance(filter, (bool, int, float)):
+        return cast(Predicate, filter)
+    raise TypeError(MSG_INVALID_FILTER.format(type=type(filter).__name__, filter=filter))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_predicate(filter: Any) -> Predicate:
+    return _build_predicate(filter)
+
+
+def to_predicate(filter: Filter) -> Predicate:
+    """The predicate `(path, value) -> bool` that `filter` stands for.
+
+    Raises `TypeError` for an object that is not a filter.
+    """
+    try:
+        return _cached_predicate(cast(Any, filter))
+    except TypeError as e:
+        if "unhashable" not in str(e):
+            raise
+        return _build_predicate(filter)
+
+
+def check_filters(filters: tuple[Filter, ...]) -> tuple[Predicate, ...]:
+    """Predicates for `filters`, checking that `...` comes last if at all."""
+    count = len(filters)
+    for i, f in enumerate(filters):
+        if f is Ellipsis and i != count - 1:
+            raise ValueError(MSG_ELLIPSIS_NOT_LAST.format(index=i, count=count))
+    return tuple(to_predicate(f) for f in filters)

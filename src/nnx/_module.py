@@ -1,0 +1,1026 @@
+"""Modules, the module graph, and its functional form (State + ModuleDef).
+
+A Module is a plain mutable Python object. Each attribute is one of
+
+- a **submodule** (a Module; shared references and cycles allowed),
+- a **node** (a Variable/Node container or a raw array: the Module's state),
+- **static** (anything else: ints, strings, functions, ...).
+
+`module.partition()` walks the graph depth-first, attributes in sorted order, each
+module once, and returns a `State` (path → node, deduplicated, sorted) and a
+`ModuleDef` (types, static attributes and the graph's shape, shared references as
+integer indices). `moduledef.merge(state)` rebuilds a fresh graph.
+
+Ownership: a Module owns the Variable objects it holds. Assigning a Variable stores
+a copy; `partition` returns copies; `merge`/`update_state` copy values in. So a State
+is a snapshot, and writing `variable.value` on a Module's own Variable (reachable as
+`vars(module)[name]`) is checked by the Module like any other assignment.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final, Generic, cast, overload
+
+
+from typing_extensions import ParamSpec, Self, TypeIs, TypeVar
+
+from . import _nodes
+from ._compat import TraceState, current_trace, register_pytree_node
+from ._errors import MSG_MODULE_TRACE, TraceContextError
+from ._filters import Filter, Path, Predicate, check_filters
+from ._nodes import CONTAINER_NODE, MODULE, NODE, STATIC, STATIC_CONTAINER, kind_of
+from ._repr import indent, repr_value
+from ._state import State, path_sort_key, split_pairs
+from ._variables import Container, Node, Static, Variable, is_container, is_node_box, is_variable
+
+__all__ = ["ApplyCaller", "Module", "ModuleDef", "Pure", "PureModule"]
+
+A = TypeVar("A")
+M = TypeVar("M", covariant=True, default=Any)
+S = TypeVar("S", covariant=True, default=Any)
+P = ParamSpec("P")
+R = TypeVar("R")
+V1 = TypeVar("V1")
+V2 = TypeVar("V2")
+V3 = TypeVar("V3")
+ModuleT = TypeVar("ModuleT", bound="Module")
+
+_object_getattribute = object.__getattribute__
+_versions = itertools.count(1)
+
+MSG_KIND_MISMATCH: Final = (
+    "Cannot assign a {new} to {owner}.{name}, which holds a {old}: a Variable keeps "
+    "its kind. Assign the raw value to update it (`{owner_var}.{name} = x`), or "
+    "`del {owner_var}.{name}` first to change its kind."
+)
+MSG_MODULE_INTO_CONTAINER: Final = (
+    "Cannot assign a Module ({new}) to {owner}.{name}, which holds a {old}. "
+    "`del {owner_var}.{name}` first if you mean to replace it with a submodule."
+)
+MSG_STATIC_CONTAINER: Final = (
+    "{owner}.{name}: a {kind} holding {what} would be a static attribute, so that "
+    "state would be silently left out of partition() and every transform. Use "
+    "nnx.Sequence([...]) or nnx.Dict({{...}}) for submodules, or wrap arrays in "
+    "nnx.Node(...) / a Variable."
+)
+
+
+# ------------------------------------------------------------------------------------
+# Static attribute values: snapshot mutable containers so a ModuleDef never changes.
+
+_MUTABLE_STATIC = (list, dict, set, bytearray)
+
+
+def _is_tuple(value: object) -> TypeIs[tuple[Any, ...]]:
+    return isinstance(value, tuple)
+
+
+def _is_sequence(value: object) -> TypeIs[list[Any] | tuple[Any, ...]]:
+    return isinstance(value, (list, tuple))
+
+
+def _is_dict(value: object) -> TypeIs[dict[Any, Any]]:
+    return isinstance(value, dict)
+
+
+def _is_set(value: object) -> TypeIs[set[Any] | frozenset[Any]]:
+    return isinstance(value, (set, frozenset))
+
+
+def _is_mutable_static(value: object) -> bool:
+    return isinstance(value, _MUTABLE_STATIC)
+
+
+def _freeze_static(value: object) -> object:
+    return copy.deepcopy(value) if _is_mutable_static(value) else value
+
+
+def _hashable(value: object) -> object:
+    try:
+        hash(value)
+    except TypeError:
+        if _is_sequence(value):
+            return (type(value).__name__, tuple(_hashable(v) for v in value))
+        if _is_dict(value):
+            return ("dict", tuple((_hashable(k), _hashable(v)) for k, v in value.items()))
+        if _is_set(value):
+            return ("set", frozenset(_hashable(v) for v in value))
+        return ("unhashable", type(value))  # equal objects of one type hash alike
+    return value
+
+
+# ------------------------------------------------------------------------------------
+# ModuleDef
+
+
+class _MergePlan:
+    """What merge needs from a ModuleDef, flattened once: node types, statics,
+    submodule links and the leaf slots in path order."""
+
+    __slots__ = ("leaf_slots", "nodes", "path_set", "paths")
+
+    def __init__(self, root: ModuleDef[Any]) -> None:
+        self.nodes: list[tuple[type[Module], tuple[tuple[str, Any], ...], list[tuple[str, int]]]] = []
+        self.paths: list[Path] = []
+        self.leaf_slots: list[tuple[int, str]] = []
+
+        def visit(md: ModuleDef[Any], prefix: Path) -> None:
+            links: list[tuple[str, int]] = []
+            self.nodes.append((md.type, md.static_fields, links))
+            index = md.index
+            subs = dict(md.submodules)
+            leaves = set(md.leaf_keys)
+            for key in md.keys:
+                if key in leaves:
+                    self.paths.append((*prefix, key))
+                    self.leaf_slots.append((index, _attr_name(key)))
+                else:
+                    sub = subs[key]
+                    if isinstance(sub, ModuleDef):
+                        links.append((_attr_name(key), sub.index))
+                        visit(sub, (*prefix, key))
+                    else:
+                        links.append((_attr_name(key), sub))
+
+        visit(root, ())
+        self.path_set = frozenset(self.paths)
+
+
+class ModuleDef(Generic[M]):
+    """The static half of a partitioned Module: types, static attributes and the
+    shape of the graph (shared submodules and cycles as integer back-references).
+
+    Hashable and a pytree without leaves, so it can be a static argument of
+    `jax.jit` or travel through any transform. `merge(state)` rebuilds the Module;
+    `apply(state).method(*args)` runs a method functionally.
+    """
+
+    __slots__ = ("_hash", "_index", "_keys", "_leaf_keys", "_plan", "_static_fields", "_submodules", "_type")
+
+    def __init__(
+        self,
+        type: type[M],
+        index: int,
+        submodules: tuple[tuple[str | int, ModuleDef[Any] | int], ...],
+        static_fields: tuple[tuple[str, Any], ...],
+        leaf_keys: tuple[str | int, ...] = (),
+        keys: tuple[str | int, ...] | None = None,
+    ) -> None:
+        self._type = type
+        self._index = index
+        self._submodules = submodules
+        self._static_fields = static_fields
+        self._leaf_keys = leaf_keys
+        if keys is None:
+            keys = tuple(
+                sorted([*leaf_keys, *(k for k, _ in submodules)], key=lambda k: path_sort_key((k,)))
+            )
+        self._keys = keys
+        self._hash = hash(
+            (
+                type,
+                submodules,
+                tuple((name, _hashable(value)) for name, value in static_fields),
+                leaf_keys,
+            )
+        )
+        self._plan: _MergePlan | None = None
+
+    @property
+    def type(self) -> type[M]:
+        return self._type
+
+    @property
+    def index(self) -> int:
+        return self._index
+
+    @property
+    def submodules(self) -> tuple[tuple[str | int, ModuleDef[Any] | int], ...]:
+        return self._submodules
+
+    @property
+    def static_fields(self) -> tuple[tuple[str, Any], ...]:
+        return self._static_fields
+
+    @property
+    def leaf_keys(self) -> tuple[str | int, ...]:
+        """The keys of this module's state entries (not of its submodules')."""
+        return self._leaf_keys
+
+    @property
+    def keys(self) -> tuple[str | int, ...]:
+        """Leaf and submodule keys in traversal order."""
+        return self._keys
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not _is_moduledef(other):
+            return NotImplemented
+        that = other
+        return (
+            self._hash == that._hash
+            and self._type is that._type
+            and self._submodules == that._submodules
+            and self._leaf_keys == that._leaf_keys
+            and self._static_fields == that._static_fields
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        parts = [f"type={self._type.__name__}", f"index={self._index}"]
+        if self._leaf_keys:
+            parts.append(f"leaves={list(self._leaf_keys)}")
+        if self._static_fields:
+            statics = ", ".join(f"{k}={v!r}" for k, v in self._static_fields)
+            parts.append(f"static_fields={{{statics}}}")
+        for key, sub in self._submodules:
+            parts.append(f"{key}={indent(repr(sub))}")
+        return "ModuleDef(\n  " + ",\n  ".join(parts) + "\n)"
+
+    def _get_plan(self) -> _MergePlan:
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = _MergePlan(self)
+        return plan
+
+    def merge(self, state: State[Any], /, *states: State[Any]) -> M:
+        """Build a new Module from this definition and the given State(s).
+
+        Pass every partition (`merge(params, batch_stats)`); for a path present in
+        several, the last State wins. Raises `ValueError` if the states do not fit
+        this ModuleDef (missing or unknown paths).
+        """
+        return cast(M, _unflatten(self, _combine_states((state, *states))))
+
+    def apply(self, state: State[Any], /, *states: State[Any]) -> ApplyCaller[M]:
+        """Call a method functionally: `moduledef.apply(state).method(*args)` merges,
+        calls, and returns `(output, Pure(new_state, new_moduledef))`. Attribute and
+        item access chain to any depth: `apply(state).blocks[0].linear(x)`."""
+        return ApplyCaller(self, (state, *states), ())
+
+
+def _is_moduledef(x: object) -> TypeIs[ModuleDef[Any]]:
+    return isinstance(x, ModuleDef)
+
+
+def _moduledef_flatten(md: ModuleDef[Any]) -> tuple[tuple[()], ModuleDef[Any]]:
+    return (), md
+
+
+def _moduledef_unflatten(md: ModuleDef[Any], _: Iterable[Any]) -> ModuleDef[Any]:
+    return md
+
+
+register_pytree_node(ModuleDef, _moduledef_flatten, _moduledef_unflatten)
+
+
+def _attr_name(key: str | int) -> str:
+    return key if type(key) is str else str(key)
+
+
+def _combine_states(states: tuple[Any, ...]) -> dict[Path, Any]:
+    if len(states) == 1:
+        only = states[0]
+        if isinstance(only, State):
+            return only._mapping  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    combined: dict[Path, Any] = {}
+    for s in states:
+        if isinstance(s, State):
+            combined.update(s._mapping)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        elif isinstance(s, tuple):
+            combined.update(_combine_states(s))  # pyright: ignore[reportUnknownArgumentType]
+        else:
+            raise TypeError(f"Expected a State or a tuple of States, got {type(s).__name__}")
+    return combined
+
+
+class ApplyCaller(Generic[M]):
+    """`moduledef.apply(state)` — call it, or reach any attribute/item first."""
+
+    __slots__ = ("_accessors", "_moduledef", "_states")
+
+    def __init__(
+        self,
+        moduledef: ModuleDef[Any],
+        states: tuple[State[Any], ...],
+        accessors: tuple[tuple[bool, Any], ...],
+    ) -> None:
+        self._moduledef = moduledef
+        self._states = states
+        self._accessors = accessors
+
+    def __getattr__(self, name: str) -> ApplyCaller[Any]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return ApplyCaller(self._moduledef, self._states, (*self._accessors, (True, name)))
+
+    def __getitem__(self, key: Any) -> ApplyCaller[Any]:
+        return ApplyCaller(self._moduledef, self._states, (*self._accessors, (False, key)))
+
+    def __call__(
+        self: ApplyCaller[Callable[P, R]], *args: P.args, **kwargs: P.kwargs
+    ) -> tuple[R, Pure[State[Any], M]]:
+        module = self._moduledef.merge(*self._states)
+        target: Any = module
+        for is_attr, key in self._accessors:
+            target = getattr(target, key) if is_attr else target[key]
+        out = target(*args, **kwargs)
+        return out, module.partition()
+
+
+# ------------------------------------------------------------------------------------
+# Pure: (states, moduledef)
+
+
+class Pure(tuple[S, ModuleDef[M]]):
+    """`(states, moduledef)`, what `Module.partition` returns; a pytree.
+
+    `states` is one State or a tuple of States (one per filter).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, states: S, moduledef: ModuleDef[M]) -> Pure[S, M]:
+        return super().__new__(cls, (states, moduledef))
+
+    @property
+    def states(self) -> S:
+        return self[0]
+
+    @property
+    def moduledef(self) -> ModuleDef[M]:
+        return self[1]
+
+    def _state_tuple(self) -> tuple[State[Any], ...]:
+        states: Any = self[0]
+        return states if isinstance(states, tuple) else (states,)  # pyright: ignore[reportUnknownVariableType]
+
+    def merge(self) -> M:
+        """The Module these states and this moduledef describe."""
+        return self[1].merge(*self._state_tuple())
+
+    @property
+    def apply(self) -> ApplyCaller[M]:
+        return ApplyCaller(self[1], self._state_tuple(), ())
+
+    @property
+    def call(self) -> _OutputOnly[M]:
+        """`pure.call.method(*args)` → only the output (updates discarded)."""
+        return _OutputOnly(self.apply)
+
+    def get_state(self) -> State[Any]:
+        return State.merge(*self._state_tuple())
+
+    def filter(self, first: Filter, /, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
+        return self.get_state().filter(first, *filters)
+
+    def partition(self, *filters: Filter) -> Pure[Any, M]:
+        state = self.get_state()
+        if not filters:
+            return Pure(state, self[1])
+        first, *rest = filters
+        return Pure(state.partition(first, *rest), self[1])
+
+    def pop_state(self, first: Filter, /, *filters: Filter) -> tuple[Any, Pure[State[Any], M]]:
+        """`(popped, Pure(rest))`: the entries matching the filters, and the rest."""
+        state = self.get_state()
+        predicates = check_filters((first, *filters))
+        *popped, rest = split_pairs(
+            state._mapping.items(), (*predicates, _everything), exhaustive=True
+        )
+        return (popped[0] if len(popped) == 1 else tuple(popped)), Pure(rest, self[1])
+
+    def update_state(self, updates: State[Any] | tuple[State[Any], ...]) -> Pure[State[Any], M]:
+        """A new Pure whose state is this one's with `updates` applied (updates win)."""
+        new = updates if isinstance(updates, tuple) else (updates,)
+        return Pure(State.merge(self.get_state(), *new), self[1])
+
+
+def _everything(path: Path, value: Any) -> bool:
+    return True
+
+
+class _OutputOnly(Generic[M]):
+    __slots__ = ("_caller",)
+
+    def __init__(self, caller: ApplyCaller[Any]) -> None:
+        self._caller = caller
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _OutputOnly(getattr(self._caller, name))
+
+    def __getitem__(self, key: Any) -> Any:
+        return _OutputOnly(self._caller[key])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._caller(*args, **kwargs)[0]
+
+
+def _pure_flatten(pure: Pure[Any, Any]) -> tuple[tuple[Any, Any], None]:
+    return (pure[0], pure[1]), None
+
+
+def _pure_unflatten(_: None, children: Iterable[Any]) -> Pure[Any, Any]:
+    states, moduledef = children
+    return Pure(states, moduledef)
+
+
+register_pytree_node(Pure, _pure_flatten, _pure_unflatten)
+_nodes.register_node_type(Pure)
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    PureModule: TypeAlias = "Pure[State[Any] | tuple[State[Any], ...], ModuleT]"
+else:
+    PureModule = Pure[State | tuple, ModuleT]
+
+
+# ------------------------------------------------------------------------------------
+# Graph traversal
+
+
+def _module_items(module: Module) -> list[tuple[str | int, str, Any]]:
+    """`(key, attribute name, value)` for each attribute, in traversal order."""
+    d = module.__dict__
+    if type(module)._nnx_int_keys:
+        keyed = [(int(n) if n.isdigit() else n, n, v) for n, v in d.items()]
+        keyed.sort(key=lambda t: (type(t[0]) is str, t[0]))
+        return keyed
+    return [(n, n, d[n]) for n in sorted(d)]
+
+
+def _flatten(root: Module, copy_leaves: bool = True) -> tuple[ModuleDef[Any], list[Path], list[Any]]:
+    index_of: dict[int, int] = {}
+    paths: list[Path] = []
+    leaves: list[Any] = []
+
+    def visit(module: Module, prefix: Path) -> ModuleDef[Any] | int:
+        index = index_of.get(id(module))
+        if index is not None:
+            return index
+        index = index_of[id(module)] = len(index_of)
+        submodules: list[tuple[str | int, ModuleDef[Any] | int]] = []
+        statics: list[tuple[str, Any]] = []
+        leaf_keys: list[str | int] = []
+        keys: list[str | int] = []
+        for key, name, value in _module_items(module):
+            kind = kind_of(value)
+            if kind == STATIC or kind == STATIC_CONTAINER:
+                statics.append((name, _freeze_static(value)))
+            elif kind == MODULE:
+                keys.append(key)
+                submodules.append((key, visit(value, (*prefix, key))))
+            else:
+                keys.append(key)
+                leaf_keys.append(key)
+                paths.append((*prefix, key))
+                leaves.append(value.copy() if kind == CONTAINER_NODE and copy_leaves else value)
+        return ModuleDef(
+            type(module), index, tuple(submodules), tuple(statics), tuple(leaf_keys), tuple(keys)
+        )
+
+    moduledef = visit(root, ())
+    assert isinstance(moduledef, ModuleDef)
+    return moduledef, paths, leaves
+
+
+def _fit_error(moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> ValueError:
+    plan = moduledef._get_plan()
+    missing = [p for p in plan.paths if p not in mapping]
+    unknown = [p for p in mapping if p not in plan.path_set]
+    lines = [f"The state does not fit ModuleDef[{moduledef.type.__name__}]:"]
+    if missing:
+        lines.append(f"  missing paths: {missing}")
+    for path in unknown:
+        lines.append(f"  unexpected path {path}: {_why_unknown(moduledef, path)}")
+    lines.append(
+        "Pass every partition to merge (e.g. merge(params, batch_stats, rest)) and use "
+        "the moduledef that was returned together with these states."
+    )
+    return ValueError("\n".join(lines))
+
+
+def _why_unknown(moduledef: ModuleDef[Any], path: Path) -> str:
+    md: ModuleDef[Any] = moduledef
+    root_md = moduledef
+    for depth, key in enumerate(path):
+        subs = dict(md.submodules)
+        where = md.type.__name__ + "".join(f"[{k!r}]" for k in path[:depth])
+        if depth == len(path) - 1:
+            if key in subs:
+                return f"{key!r} is a submodule of {where}, not a state entry"
+            if any(name == key for name, _ in md.static_fields):
+                return f"{key!r} is a static attribute of {where}, not a state entry"
+            return f"{where} has no state entry {key!r}"
+        sub = subs.get(key)
+        if sub is None:
+            return f"{key!r} is not a submodule of {where}"
+        if isinstance(sub, int):
+            sub = _find_index(root_md, sub)
+        md = sub
+    return "empty path"
+
+
+def _find_index(root: ModuleDef[Any], index: int) -> ModuleDef[Any]:
+    stack = [root]
+    while stack:
+        md = stack.pop()
+        if md.index == index:
+            return md
+        stack.extend(s for _, s in md.submodules if isinstance(s, ModuleDef))
+    raise LookupError(index)  # pragma: no cover - indices always refer to built nodes
+
+
+def _unflatten(moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> Any:
+    plan = moduledef._get_plan()
+    try:
+        values = [mapping[p] for p in plan.paths]
+    except KeyError:
+        raise _fit_error(moduledef, mapping) from None
+    if len(mapping) != len(values):
+        raise _fit_error(moduledef, mapping)
+    trace = current_trace()
+    modules: list[Module] = []
+    for module_type, _, _ in plan.nodes:
+        module = object.__new__(module_type)
+        _init_internals(module, trace)
+        modules.append(module)
+    for module, (_, statics, links) in zip(modules, plan.nodes):
+        d = module.__dict__
+        for name, value in statics:
+            d[name] = _freeze_static(value)
+        for name, index in links:
+            d[name] = modules[index]
+    for (index, name), value in zip(plan.leaf_slots, values):
+        module = modules[index]
+        if isinstance(value, Node):
+            value = _owned_copy(value, module, name)  # pyright: ignore[reportUnknownArgumentType]
+        module.__dict__[name] = value
+    return modules[0]
+
+
+def _owned_copy(node: Node[Any], module: Module, name: str) -> Node[Any]:
+    new = node.copy()
+    new._owner = weakref.ref(module)
+    new._name = name
+    return new
+
+
+# ------------------------------------------------------------------------------------
+# Module
+
+
+_trace_slot: Any = None  # the member descriptors of Module's private slots, set below
+_version_slot: Any = None
+
+
+def _init_internals(module: Module, trace: TraceState) -> None:
+    _trace_slot.__set__(module, trace)
+    _version_slot.__set__(module, next(_versions))
+
+
+def _bump(module: Module) -> None:
+    _version_slot.__set__(module, next(_versions))
+
+
+def _check_trace(module: Module, name: str) -> None:
+    if not _trace_slot.__get__(module).is_valid():
+        raise TraceContextError(MSG_MODULE_TRACE.format(type=type(module).__name__, name=name))
+
+
+def _find_state_in_static(value: Any, depth: int = 0) -> str | None:
+    """What state a list/tuple/dict/set holds, if any (it would be lost)."""
+    if depth > 8:
+        return None
+    items: Iterable[object]
+    if _is_dict(value):
+        items = value.values()
+    elif _is_sequence(value) or _is_set(value):
+        items = value
+    else:
+        return None
+    for item in items:
+        kind = kind_of(item)
+        if kind == MODULE:
+            return f"a {type(item).__name__} Module"
+        if kind == CONTAINER_NODE or kind == NODE:
+            return f"a {type(item).__name__}"
+        found = _find_state_in_static(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _prepare_assignment(
+    module: Module, name: str, value: Any, d: dict[str, Any]
+) -> tuple[Container[Any] | None, Any, bool]:
+    """Validate `module.<name> = value` without changing anything.
+
+    Returns `(container, payload, structural)`: when `container` is not None its value
+    is to be set to `payload` in place; else `payload` is the object to store.
+    """
+    box: object = d.get(name, _MISSING)
+    value_kind = kind_of(value)
+    if is_container(box):
+        if value_kind == MODULE:
+            raise TypeError(
+                MSG_MODULE_INTO_CONTAINER.format(
+                    new=type(value).__name__,
+                    owner=type(module).__name__,
+                    owner_var="module",
+                    name=name,
+                    old=box.describe(),
+                )
+            )
+        if is_container(value):
+            new_box = value
+            if type(new_box) is not type(box):
+                raise ValueError(
+                    MSG_KIND_MISMATCH.format(
+                        new=new_box.describe(),
+                        old=box.describe(),
+                        owner=type(module).__name__,
+                        owner_var="module",
+                        name=name,
+                    )
+                )
+            if isinstance(box, Static):
+                return None, new_box, True
+            if new_box._metadata == box._metadata:
+                return box, new_box._value, False
+            assert is_node_box(new_box)
+            return None, _owned_copy(new_box, module, name), True
+        if isinstance(box, Static):
+            return None, box.replace(value=value), True
+        return box, value, False
+    if is_node_box(value):
+        return None, _owned_copy(value, module, name), True
+    if value_kind == STATIC:
+        what = _find_state_in_static(value)
+        if what is not None:
+            raise TypeError(
+                MSG_STATIC_CONTAINER.format(
+                    owner=type(module).__name__, name=name, kind=type(value).__name__, what=what
+                )
+            )
+    structural = not (value_kind == NODE and box is not _MISSING and kind_of(box) == NODE)
+    return None, value, structural
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Final = _Missing()
+
+_repr_state = threading.local()
+
+
+class Module:
+    """Base class of every nnx module: a plain, mutable Python object.
+
+    Attributes that hold Variables (`nnx.Param`, ...), arrays or other nodes are the
+    module's state; attributes that hold Modules are submodules (shared references and
+    cycles are fine); anything else is static. Reading an attribute that holds a
+    Variable gives its value; assigning a raw value to it updates the value and keeps
+    the Variable's kind and metadata.
+    """
+
+    __slots__ = ("__dict__", "__weakref__", "_nnx_trace", "_nnx_version")
+
+    _nnx_int_keys: bool = False  # Sequence: digit attribute names are int path keys
+
+    if not TYPE_CHECKING:
+
+        def __new__(cls, *args, **kwargs):
+            module = object.__new__(cls)
+            _init_internals(module, current_trace())
+            return module
+
+        def __getattribute__(self, name):
+            value = _object_getattribute(self, name)
+            if isinstance(value, Container):
+                return value._value
+            return value
+
+        def __setattr__(self, name, value):
+            _setattr(self, name, value)
+
+        def __delattr__(self, name):
+            _check_trace(self, name)
+            object.__delattr__(self, name)
+            _bump(self)
+
+    # -- functional API ---------------------------------------------------------------
+    @overload
+    def partition(self) -> Pure[State[Any], Self]: ...
+    @overload
+    def partition(self, first: type[V1], /) -> Pure[State[V1], Self]: ...
+    @overload
+    def partition(self, first: Filter, /) -> Pure[State[Any], Self]: ...
+    @overload
+    def partition(
+        self, first: type[V1], second: type[V2], /
+    ) -> Pure[tuple[State[V1], State[V2]], Self]: ...
+    @overload
+    def partition(
+        self, first: Filter, second: Filter, /
+    ) -> Pure[tuple[State[Any], State[Any]], Self]: ...
+    @overload
+    def partition(
+        self, first: type[V1], second: type[V2], third: type[V3], /
+    ) -> Pure[tuple[State[V1], State[V2], State[V3]], Self]: ...
+    @overload
+    def partition(
+        self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
+    ) -> Pure[tuple[State[Any], ...], Self]: ...
+    def partition(self, *filters: Filter) -> Pure[Any, Self]:
+        """Split into `(states, moduledef)`.
+
+        No filter: one State with every entry. One filter: one State, which must hold
+        every entry. Several: a tuple of States, each entry going to the first filter
+        that matches it, every entry matched (`...` last catches the rest).
+        """
+        moduledef, paths, leaves = _flatten(self)
+        if not filters:
+            return Pure(State._from_sorted(dict(zip(paths, leaves))), moduledef)
+        states = split_pairs(zip(paths, leaves), check_filters(filters), exhaustive=True)
+        return Pure(states[0] if len(states) == 1 else states, moduledef)
+
+    def get_state(self) -> State[Any]:
+        """Every state entry, as one State."""
+        _, paths, leaves = _flatten(self)
+        return State._from_sorted(dict(zip(paths, leaves)))
+
+    def get_module_def(self) -> ModuleDef[Self]:
+        return _flatten(self, copy_leaves=False)[0]
+
+    @overload
+    def filter(self, first: type[V1], /) -> State[V1]: ...
+    @overload
+    def filter(self, first: Filter, /) -> State[Any]: ...
+    @overload
+    def filter(self, first: type[V1], second: type[V2], /) -> tuple[State[V1], State[V2]]: ...
+    @overload
+    def filter(self, first: Filter, second: Filter, /) -> tuple[State[Any], State[Any]]: ...
+    @overload
+    def filter(
+        self, first: type[V1], second: type[V2], third: type[V3], /
+    ) -> tuple[State[V1], State[V2], State[V3]]: ...
+    @overload
+    def filter(
+        self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
+    ) -> tuple[State[Any], ...]: ...
+    def filter(self, first: Filter, /, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
+        """The entries matching each filter (entries matching none are left out)."""
+        _, paths, leaves = _flatten(self)
+        states = split_pairs(zip(paths, leaves), check_filters((first, *filters)), exhaustive=False)
+        return states[0] if len(states) == 1 else states
+
+    @overload
+    def pop_state(self, first: type[V1], /) -> State[V1]: ...
+    @overload
+    def pop_state(self, first: Filter, /) -> State[Any]: ...
+    @overload
+    def pop_state(self, first: type[V1], second: type[V2], /) -> tuple[State[V1], State[V2]]: ...
+    @overload
+    def pop_state(self, first: Filter, second: Filter, /) -> tuple[State[Any], State[Any]]: ...
+    @overload
+    def pop_state(
+        self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
+    ) -> tuple[State[Any], ...]: ...
+    def pop_state(self, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
+        """Remove the entries matching the filters and return them as State(s)."""
+        if not filters:
+            raise ValueError("pop_state expects at least one filter, e.g. pop_state(nnx.Intermediate)")
+        return _pop_state(self, check_filters(filters))
+
+    def update_state(self, updates: State[Any] | tuple[State[Any], ...] | Pure[Any, Any] | Module) -> None:
+        """Write state entries back into this module graph, in place.
+
+        `updates` is a State, a tuple of States, a `Pure`, or a Module of the same
+        type. Existing Variables get new values (their kind must match); new entries
+        become new attributes. Every path is checked before anything changes.
+        """
+        if isinstance(updates, Module):
+            if type(updates) is not type(self):
+                raise TypeError(
+                    f"update_state expects a {type(self).__name__}, got a {type(updates).__name__}"
+                )
+            mapping = _combine_states((updates.get_state(),))
+        elif isinstance(updates, Pure):
+            mapping = _combine_states(updates._state_tuple())
+        else:
+            mapping = _combine_states((updates,))
+        _update_state(self, mapping)
+
+    def clone(self) -> Self:
+        """A deep copy of the module graph (sharing and cycles kept)."""
+        moduledef, paths, leaves = _flatten(self, copy_leaves=False)
+        return _unflatten(moduledef, dict(zip(paths, leaves)))  # type: ignore[no-any-return]
+
+    @property
+    def apply(self) -> ApplyCaller[Self]:
+        """`module.apply.method(*args)`: call on a copy; returns `(out, Pure)` and
+        leaves this module untouched."""
+        moduledef, paths, leaves = _flatten(self, copy_leaves=False)
+        return ApplyCaller(moduledef, (State._from_sorted(dict(zip(paths, leaves))),), ())
+
+    # -- helpers --------------------------------------------------------------------------
+    def sow(self, variable_type: type[Variable[Any]], name: str, value: Any) -> None:
+        """Append `value` to the tuple held by Variable `name` (created if absent)."""
+        d = self.__dict__
+        if name not in d:
+            setattr(self, name, variable_type((value,)))
+            return
+        current: object = d[name]
+        if not is_variable(current):
+            raise ValueError(
+                f"{type(self).__name__}.sow: expected {name!r} to be a Variable, got "
+                f"{type(current).__name__}"
+            )
+        if type(current) is not variable_type:
+            raise ValueError(
+                f"{type(self).__name__}.sow: expected {name!r} to be of type "
+                f"{variable_type.__name__!r}, got {type(current).__name__!r}"
+            )
+        held: Any = current._value
+        if not _is_tuple(held):
+            raise ValueError(
+                f"{type(self).__name__}.sow: expected {name!r} to hold a tuple, got "
+                f"{type(held).__name__}"
+            )
+        setattr(self, name, (*held, value))
+
+    def for_each(self, module_type: type[ModuleT], fn: Callable[[ModuleT], None]) -> None:
+        """Call `fn(m)` on every module `m` of the graph (each once) that is a
+        `module_type`, depth first."""
+        for _, module in self.modules():
+            if isinstance(module, module_type):
+                fn(module)
+
+    def modules(self) -> Iterator[tuple[Path, Module]]:
+        """`(path, module)` for every module of the graph, each once, depth first."""
+        seen: set[int] = set()
+
+        def visit(module: Module, prefix: Path) -> Iterator[tuple[Path, Module]]:
+            seen.add(id(module))
+            yield prefix, module
+            for key, _, value in _module_items(module):
+                if kind_of(value) == MODULE and id(value) not in seen:
+                    yield from visit(value, (*prefix, key))
+
+        return visit(self, ())
+
+    # -- internals ----------------------------------------------------------------------
+    def _nnx_write_variable(self, name: str, variable: Node[Any], value: Any) -> None:
+        """`variable.value = value` on a Variable this module owns."""
+        if self.__dict__.get(name) is not variable:
+            variable._value = value  # no longer ours: a free-standing box
+            return
+        _check_trace(self, name)
+        variable._value = value
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        d = self.__dict__
+        for name, value in state.items():
+            d[name] = _owned_copy(value, self, name) if is_node_box(value) else value
+
+    def __repr__(self) -> str:
+        active: set[int] | None = getattr(_repr_state, "active", None)
+        top = active is None
+        if active is None:
+            active = set[int]()
+            _repr_state.active = active
+        try:
+            if id(self) in active:
+                return f"{type(self).__name__}(...)"
+            active.add(id(self))
+            lines: list[str] = []
+            for key, _, value in _module_items(self):
+                if isinstance(value, Container):
+                    text = repr(value)  # pyright: ignore[reportUnknownArgumentType]
+                else:
+                    text = repr_value(value)
+                lines.append(f"{key}={indent(text)}")
+            if not lines:
+                return f"{type(self).__name__}()"
+            return f"{type(self).__name__}(\n  " + ",\n  ".join(lines) + "\n)"
+        finally:
+            if top:
+                del _repr_state.active
+
+
+_trace_slot = Module.__dict__["_nnx_trace"]
+_version_slot = Module.__dict__["_nnx_version"]
+_nodes._module_type.append(Module)
+_nodes._kind_cache.clear()
+
+
+def _setattr(module: Module, name: str, value: Any) -> None:
+    _check_trace(module, name)
+    cls_attr = getattr(type(module), name, None)
+    if cls_attr is not None and hasattr(cls_attr.__class__, "__set__"):
+        object.__setattr__(module, name, value)  # a property or other data descriptor
+        return
+    d = module.__dict__
+    container, payload, structural = _prepare_assignment(module, name, value, d)
+    if container is not None:
+        container._value = payload
+    else:
+        d[name] = payload
+    if structural:
+        _bump(module)
+
+
+def _pop_state(root: Module, predicates: tuple[Predicate, ...]) -> State[Any] | tuple[State[Any], ...]:
+    found: list[tuple[Module, str, Path, Any]] = []
+    buckets: list[dict[Path, Any]] = [{} for _ in predicates]
+    indexed = tuple(enumerate(predicates))
+    seen: set[int] = set()
+
+    def visit(module: Module, prefix: Path) -> None:
+        seen.add(id(module))  # before recursing: cycles terminate
+        for key, name, value in _module_items(module):
+            kind = kind_of(value)
+            if kind == MODULE:
+                if id(value) not in seen:
+                    visit(value, (*prefix, key))
+            elif kind == NODE or kind == CONTAINER_NODE:
+                path = (*prefix, key)
+                for i, predicate in indexed:
+                    if predicate(path, value):
+                        found.append((module, name, path, value))
+                        buckets[i][path] = value
+                        break
+
+    visit(root, ())
+    for module, name, _, _ in found:
+        _check_trace(module, name)
+    for module, name, _, value in found:
+        del module.__dict__[name]
+        if isinstance(value, Node):
+            value._owner = None
+        _bump(module)
+    states = tuple(State._from_sorted(b) for b in buckets)
+    return states[0] if len(states) == 1 else states
+
+
+def _update_state(root: Module, mapping: dict[Path, Any]) -> None:
+    resolved: dict[Path, Module] = {(): root}
+    plans: list[tuple[Module, str, Container[Any] | None, Any, bool]] = []
+    for path, value in mapping.items():
+        if not path:
+            raise ValueError("update_state: empty path () in the updates")
+        prefix = path[:-1]
+        module = resolved.get(prefix)
+        if module is None:
+            module = root
+            for depth, key in enumerate(prefix):
+                child = module.__dict__.get(_attr_name(key), _MISSING)
+                if not isinstance(child, Module):
+                    where = type(root).__name__ + "".join(f".{k}" for k in prefix[:depth])
+                    raise ValueError(
+                        f"update_state: path {path} leads nowhere: {key!r} is "
+                        f"{'missing from' if child is _MISSING else 'not a submodule of'} "
+                        f"{where} ({type(module).__name__}). Updates can add state entries "
+                        "to existing modules, not new submodules."
+                    )
+                module = child
+            resolved[prefix] = module
+        name = _attr_name(path[-1])
+        d = module.__dict__
+        current = d.get(name, _MISSING)
+        if isinstance(current, Module):
+            raise ValueError(
+                f"update_state: {path} is a submodule ({type(current).__name__}) of "
+                f"{type(module).__name__}; a state entry cannot replace it."
+            )
+        _check_trace(module, name)
+        try:
+            container, payload, structural = _prepare_assignment(module, name, value, d)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"update_state at path {path}: {e}") from None
+        plans.append((module, name, container, payload, structural))
+    for module, name, container, payload, structural in plans:
+        if container is not None:
+            container._value = payload
+        else:
+            module.__dict__[name] = payload
+        if structural:
+            _bump(module)

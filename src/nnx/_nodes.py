@@ -1,0 +1,72 @@
+"""Which attribute values are state (nodes), which are submodules, which are static.
+
+`is_node(x)` is `isinstance(x, <registered node types>)`. The graph traversal asks the
+same question millions of times, so it classifies by `type(x)` through a dict that
+is filled on first sight of each type and cleared when the registry changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import jax
+import numpy as np
+
+from ._variables import Container, Node
+
+__all__ = ["is_node", "register_node_type"]
+
+_node_types: tuple[type[Any], ...] = (jax.Array, np.ndarray, jax.ShapeDtypeStruct, Node)
+
+# Attribute kinds, as returned by `kind_of_type`.
+STATIC: Final = 0
+NODE: Final = 1  # a raw array or other registered node: a State leaf as is
+CONTAINER_NODE: Final = 2  # a Node/Variable: a State leaf, copied across boundaries
+MODULE: Final = 3
+STATIC_CONTAINER: Final = 4  # an nnx.Static: static, read unboxed
+
+_kind_cache: dict[type[Any], int] = {}
+_module_type: list[type[Any]] = []  # set by _module at import (avoids an import cycle)
+
+
+def _is_class(x: object) -> bool:
+    return isinstance(x, type)
+
+
+def register_node_type(node_type: type[Any]) -> None:
+    """Make instances of `node_type` state (nodes) wherever they appear in a Module."""
+    global _node_types
+    if not _is_class(node_type):
+        raise TypeError(f"register_node_type expects a class, got {node_type!r}")
+    if node_type not in _node_types:
+        _node_types = (*_node_types, node_type)
+        _kind_cache.clear()
+
+
+def is_node(x: Any) -> bool:
+    """True for values a Module keeps as state: arrays, Variables, registered types."""
+    return isinstance(x, _node_types)
+
+
+def kind_of_type(tp: type[Any]) -> int:
+    kind = _kind_cache.get(tp)
+    if kind is None:
+        if _module_type and issubclass(tp, _module_type[0]):
+            kind = MODULE
+        elif issubclass(tp, Node):
+            kind = CONTAINER_NODE
+        elif issubclass(tp, Container):
+            kind = STATIC_CONTAINER
+        elif issubclass(tp, _node_types):
+            kind = NODE
+        else:
+            kind = STATIC
+        _kind_cache[tp] = kind
+    return kind
+
+
+def kind_of(x: object) -> int:
+    kind = _kind_cache.get(type(x))
+    if kind is None:
+        kind = kind_of_type(type(x))
+    return kind

@@ -1,0 +1,131 @@
+"""Pytree: an immutable (by default) class whose node attributes are pytree children."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from collections.abc import Iterable
+
+from jax.tree_util import GetAttrKey
+from typing_extensions import Self
+
+from ._compat import register_pytree_with_keys
+from ._nodes import is_node, register_node_type
+from ._variables import Container
+
+__all__ = ["Pytree", "PytreeMeta"]
+
+_object_getattribute = object.__getattribute__
+
+
+class PytreeMeta(type):
+    """Runs `__init__` in "initializing" mode, after which fields are frozen."""
+
+    if not TYPE_CHECKING:
+
+        def __call__(cls, *args, **kwargs):
+            obj = cls.__new__(cls)
+            vars(obj)["_pytree__initializing"] = True
+            try:
+                obj.__init__(*args, **kwargs)
+            finally:
+                del vars(obj)["_pytree__initializing"]
+            return obj
+
+
+class Pytree(metaclass=PytreeMeta):
+    """A class whose instances are pytrees: attributes holding nodes (arrays,
+    Variables, `nnx.TreeNode(x)`) are children, the rest is static aux data.
+
+    `class Point(nnx.Pytree, mutable=False)`: after `__init__`, adding or (unless
+    `mutable=True`) changing fields raises AttributeError; use `replace(**fields)`.
+    Reading an attribute that holds a Container gives its value.
+    """
+
+    _pytree__mutable: bool = False
+
+    def __init_subclass__(cls, mutable: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._pytree__mutable = mutable
+        register_pytree_with_keys(cls, _pytree_flatten_with_keys, cls._pytree__unflatten, _pytree_flatten)
+
+    if not TYPE_CHECKING:
+
+        def __getattribute__(self, name):
+            value = _object_getattribute(self, name)
+            if isinstance(value, Container):
+                return value._value
+            return value
+
+        def __setattr__(self, name, value):
+            d = vars(self)
+            if "_pytree__initializing" not in d:
+                if name not in d:
+                    raise AttributeError(
+                        f"Cannot add new fields to an initialized Pytree: {type(self).__name__}.{name}"
+                    )
+                if not type(self)._pytree__mutable:
+                    raise AttributeError(
+                        f"{type(self)} is immutable, trying to update field {name}. "
+                        "Use .replace(...) or declare the class with mutable=True."
+                    )
+            old = d.get(name)
+            if isinstance(old, Container) and not isinstance(value, Container):
+                value = old.replace(value=value)
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def _pytree__unflatten(
+        cls, aux: tuple[tuple[str, ...], tuple[tuple[str, Any], ...]], children: Iterable[Any]
+    ) -> Self:
+        node_names, static = aux
+        obj = object.__new__(cls)
+        d = vars(obj)
+        d.update(static)
+        d.update(zip(node_names, children))
+        return obj
+
+    def replace(self, **kwargs: Any) -> Self:
+        """A copy with the given fields replaced."""
+        if dataclasses.is_dataclass(self):
+            return dataclasses.replace(self, **kwargs)
+        unknown = set(kwargs) - set(vars(self))
+        if unknown:
+            raise ValueError(f"Trying to replace unknown fields {unknown} for '{type(self).__name__}'")
+        obj = object.__new__(type(self))
+        d = vars(obj)
+        d.update(vars(self))
+        for name, value in kwargs.items():
+            old = d[name]
+            d[name] = old.replace(value=value) if isinstance(old, Container) and not isinstance(value, Container) else value
+        return obj
+
+
+def _split_fields(obj: Pytree) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    nodes: list[tuple[str, Any]] = []
+    static: dict[str, Any] = {}
+    for name, value in sorted(vars(obj).items()):
+        if is_node(value):
+            nodes.append((name, value))
+        else:
+            static[name] = value
+    return nodes, static
+
+
+def _pytree_flatten(obj: Pytree) -> tuple[tuple[Any, ...], tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]]:
+    nodes, static = _split_fields(obj)
+    return tuple(v for _, v in nodes), (tuple(n for n, _ in nodes), tuple(static.items()))
+
+
+def _pytree_flatten_with_keys(
+    obj: Pytree,
+) -> tuple[tuple[tuple[Any, Any], ...], tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]]:
+    nodes, static = _split_fields(obj)
+    return tuple((GetAttrKey(n), v) for n, v in nodes), (
+        tuple(n for n, _ in nodes),
+        tuple(static.items()),
+    )
+
+
+register_node_type(Pytree)

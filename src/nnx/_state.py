@@ -1,0 +1,224 @@
+"""State: the flat, sorted, path-keyed pytree of a Module's state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final, overload
+
+from jax.tree_util import DictKey
+from typing_extensions import Self, TypeVar
+
+from ._compat import register_pytree_with_keys
+from ._nodes import register_node_type
+from ._filters import Filter, Path, Predicate, check_filters
+from ._repr import indent, repr_value
+from ._variables import Container, _values_equal
+
+__all__ = ["State", "path_sort_key"]
+
+V = TypeVar("V", covariant=True, default=Any)
+V1 = TypeVar("V1")
+V2 = TypeVar("V2")
+V3 = TypeVar("V3")
+
+MSG_NON_EXHAUSTIVE: Final = (
+    "Non-exhaustive filters, got a non-empty remainder: {paths}.\n"
+    "Use `...` as the last filter to match all remaining entries, e.g. "
+    "partition(nnx.Param, ...), or use filter() to take only what matches."
+)
+
+
+def path_sort_key(path: Path) -> tuple[tuple[bool, str | int], ...]:
+    """Sort key for paths mixing `int` (Sequence positions) and `str` keys.
+
+    Within one level, ints come first (in numeric order), then strings.
+    """
+    return tuple((type(k) is str, k) for k in path)
+
+
+def _leaf_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, Container) or isinstance(b, Container):
+        return bool(a == b)
+    return _values_equal(a, b)
+
+
+class State(Mapping[Path, V]):
+    """An immutable, sorted mapping from paths to state entries; a JAX pytree.
+
+    Paths are tuples of attribute names (`str`) and `nnx.Sequence` positions (`int`).
+    Entries are Variables (boxed, with `.value` and metadata) or raw arrays.
+    """
+
+    __slots__ = ("_mapping",)
+
+    _mapping: dict[Path, V]
+
+    def __init__(self, mapping: Mapping[Path, V] | Iterable[tuple[Path, V]] = (), /) -> None:
+        pairs: list[tuple[Path, V]] = []
+        for path, value in dict(mapping).items():
+            if type(path) is not tuple:
+                raise TypeError(
+                    f"State keys are tuples of str/int (paths), got {path!r} of type "
+                    f"{type(path).__name__}. Write ('{path}',) for a top-level attribute."
+                )
+            pairs.append((path, value))
+        pairs.sort(key=lambda kv: path_sort_key(kv[0]))
+        self._mapping = dict(pairs)
+
+    @classmethod
+    def _from_sorted(cls, mapping: dict[Path, V]) -> Self:
+        state = object.__new__(cls)
+        state._mapping = mapping
+        return state
+
+    # -- Mapping ----------------------------------------------------------------------
+    def __getitem__(self, path: Path) -> V:
+        return self._mapping[path]
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._mapping)
+
+    def __len__(self) -> int:
+        return len(self._mapping)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._mapping
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        other_map: Mapping[Any, Any] = other  # pyright: ignore[reportUnknownVariableType]
+        if len(other_map) != len(self._mapping):
+            return False
+        for path, value in self._mapping.items():
+            if path not in other_map or not _leaf_equal(value, other_map[path]):
+                return False
+        return True
+
+
+    # -- filtering ----------------------------------------------------------------------
+    @overload
+    def partition(self, first: type[V1], /) -> State[V1]: ...
+    @overload
+    def partition(self, first: Filter, /) -> State[V]: ...
+    @overload
+    def partition(
+        self, first: type[V1], second: type[V2], /
+    ) -> tuple[State[V1], State[V2]]: ...
+    @overload
+    def partition(self, first: Filter, second: Filter, /) -> tuple[State[V], State[V]]: ...
+    @overload
+    def partition(
+        self, first: type[V1], second: type[V2], third: type[V3], /
+    ) -> tuple[State[V1], State[V2], State[V3]]: ...
+    @overload
+    def partition(
+        self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
+    ) -> tuple[State[V], ...]: ...
+    def partition(
+        self, first: Filter, /, *filters: Filter
+    ) -> State[Any] | tuple[State[Any], ...]:
+        """Split into one State per filter; every entry must match one of them.
+
+        Each entry goes to the first filter that matches it. Raises `ValueError` if
+        some entries match none (use `...` last to catch the rest).
+        """
+        predicates = check_filters((first, *filters))
+        states = split_pairs(self._mapping.items(), predicates, exhaustive=True)
+        return states[0] if len(states) == 1 else states
+
+    @overload
+    def filter(self, first: type[V1], /) -> State[V1]: ...
+    @overload
+    def filter(self, first: Filter, /) -> State[V]: ...
+    @overload
+    def filter(self, first: type[V1], second: type[V2], /) -> tuple[State[V1], State[V2]]: ...
+    @overload
+    def filter(self, first: Filter, second: Filter, /) -> tuple[State[V], State[V]]: ...
+    @overload
+    def filter(
+        self, first: type[V1], second: type[V2], third: type[V3], /
+    ) -> tuple[State[V1], State[V2], State[V3]]: ...
+    @overload
+    def filter(
+        self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
+    ) -> tuple[State[V], ...]: ...
+    def filter(self, first: Filter, /, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
+        """Like `partition`, but entries that match no filter are left out."""
+        predicates = check_filters((first, *filters))
+        states = split_pairs(self._mapping.items(), predicates, exhaustive=False)
+        return states[0] if len(states) == 1 else states
+
+    # -- combining ------------------------------------------------------------------------
+    @staticmethod
+    def merge(state: State[V1], /, *states: State[V1]) -> State[V1]:
+        """One State with the entries of all; for a repeated path the last one wins."""
+        if not states:
+            return state
+        combined: dict[Path, V1] = dict(state._mapping)
+        for s in states:
+            combined.update(s._mapping)
+        return State(combined)
+
+    def __or__(self, other: State[V1]) -> State[V | V1]:
+        return State.merge(self, other)
+
+    def __sub__(self, other: Mapping[Path, Any]) -> State[V]:
+        """The entries of `self` whose paths are not in `other`, order kept."""
+        return State._from_sorted({p: v for p, v in self._mapping.items() if p not in other})
+
+    # -- display ----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        if not self._mapping:
+            return "State({})"
+        lines = [f"  {path!r}: {indent(_repr_entry(v))}," for path, v in self._mapping.items()]
+        lines[-1] = lines[-1][:-1]
+        return "State({\n" + "\n".join(lines) + "\n})"
+
+
+def _repr_entry(value: Any) -> str:
+    if isinstance(value, Container):
+        return repr(value)  # pyright: ignore[reportUnknownArgumentType]
+    return repr_value(value)
+
+
+def split_pairs(
+    items: Iterable[tuple[Path, Any]],
+    predicates: tuple[Predicate, ...],
+    *,
+    exhaustive: bool,
+) -> tuple[State[Any], ...]:
+    """Route each `(path, value)` (in sorted order) to the first matching predicate."""
+    buckets: list[dict[Path, Any]] = [{} for _ in predicates]
+    rest: list[Path] = []
+    indexed = tuple(enumerate(predicates))
+    for path, value in items:
+        for i, predicate in indexed:
+            if predicate(path, value):
+                buckets[i][path] = value
+                break
+        else:
+            rest.append(path)
+    if exhaustive and rest:
+        raise ValueError(MSG_NON_EXHAUSTIVE.format(paths=rest))
+    return tuple(State._from_sorted(b) for b in buckets)
+
+
+def _state_flatten_with_keys(
+    state: State[Any],
+) -> tuple[tuple[tuple[Any, Any], ...], tuple[Path, ...]]:
+    mapping = state._mapping
+    return tuple((DictKey(k), v) for k, v in mapping.items()), tuple(mapping)
+
+
+def _state_flatten(state: State[Any]) -> tuple[tuple[Any, ...], tuple[Path, ...]]:
+    mapping = state._mapping
+    return tuple(mapping.values()), tuple(mapping)
+
+
+def _state_unflatten(paths: tuple[Path, ...], leaves: Iterable[Any]) -> State[Any]:
+    return State._from_sorted(dict(zip(paths, leaves)))
+
+
+register_pytree_with_keys(State, _state_flatten_with_keys, _state_unflatten, _state_flatten)
+register_node_type(State)

@@ -1,0 +1,454 @@
+"""Containers: boxes that give a value a kind (Param, BatchStat, ...) and metadata.
+
+A `Variable` held by a Module is read *unboxed* (`module.w` is the array) and written
+through the Module (`module.w = x` keeps the Variable's kind and metadata). Inside a
+`State` Variables are boxed objects with `.value` and metadata. Every Node subclass is
+a pytree whose only child is its value; its kind and metadata are static aux data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, overload
+
+import jax
+import numpy as np
+from jax.tree_util import GetAttrKey
+from typing_extensions import ParamSpec, Self, TypeIs, TypeVar
+
+from ._compat import register_pytree_node, register_pytree_with_keys
+from ._repr import indent, repr_value
+
+__all__ = [
+    "BatchStat",
+    "Cache",
+    "Container",
+    "ContainerMetadata",
+    "Intermediate",
+    "Node",
+    "Param",
+    "Static",
+    "TreeNode",
+    "Variable",
+    "var",
+    "variable_type",
+    "with_metadata",
+]
+
+A = TypeVar("A", default=Any)
+B = TypeVar("B")
+P = ParamSpec("P")
+
+_Metadata = tuple[tuple[str, Any], ...]
+_EMPTY: Final[_Metadata] = ()
+
+MSG_INCOMPATIBLE: Final = (
+    "Cannot build a {new} from a {old}: a Container keeps its kind and metadata. "
+    "Pass the raw value instead, e.g. `{new}(x.value)`."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerMetadata(Generic[A]):
+    """A value plus metadata, returned by initializers wrapped with `with_metadata`.
+
+    Passing it to a Container constructor unwraps the value and adds the metadata:
+    `nnx.Param(init(key, shape))` gets the `sharding` that `init` was tagged with.
+    """
+
+    value: A
+    metadata: dict[str, Any]
+
+
+def with_metadata(
+    initializer: Callable[P, B], **metadata: Any
+) -> Callable[P, ContainerMetadata[B]]:
+    """Wrap `initializer` so that its result carries `metadata` into a Container."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> ContainerMetadata[B]:
+        return ContainerMetadata(initializer(*args, **kwargs), dict(metadata))
+
+    wrapper.__name__ = getattr(initializer, "__name__", "initializer")
+    wrapper.__doc__ = getattr(initializer, "__doc__", None)
+    return wrapper
+
+
+def _is_tagged(x: object) -> TypeIs[ContainerMetadata[Any]]:
+    return isinstance(x, ContainerMetadata)
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _merge_metadata(metadata: _Metadata, updates: dict[str, Any]) -> _Metadata:
+    merged = dict(metadata)
+    merged.update(updates)
+    return tuple(sorted((k, v) for k, v in merged.items() if v is not None))
+
+
+_ARRAY_TYPES: Final = (jax.Array, np.ndarray)
+
+
+def _is_array(x: object) -> bool:
+    return isinstance(x, _ARRAY_TYPES)
+
+
+def _values_equal(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if _is_array(a) or _is_array(b):
+        xa = np.asarray(a)
+        xb = np.asarray(b)
+        return xa.shape == xb.shape and xa.dtype == xb.dtype and bool((xa == xb).all())
+    return bool(a == b)
+
+
+def is_container(x: object) -> TypeIs[Container[Any]]:
+    return isinstance(x, Container)
+
+
+def is_node_box(x: object) -> TypeIs[Node[Any]]:
+    return isinstance(x, Node)
+
+
+def is_variable(x: object) -> TypeIs[Variable[Any]]:
+    return isinstance(x, Variable)
+
+
+class Container(Generic[A]):
+    """Base of every box: a value and read-only metadata.
+
+    `Container(value, **metadata)`; `value` may be a `ContainerMetadata` (its metadata
+    is added) or a Container of exactly this kind and metadata (its value is taken).
+    """
+
+    __slots__ = ("_metadata", "_value")
+
+    _value: A
+    _metadata: _Metadata
+
+    def __init__(self, value: A | ContainerMetadata[A] | Container[A], **metadata: Any) -> None:
+        raw: Any = value
+        if _is_tagged(raw):
+            metadata = {**raw.metadata, **metadata}
+            raw = raw.value
+        meta = _merge_metadata(_EMPTY, metadata) if metadata else _EMPTY
+        if is_container(raw):
+            if type(raw) is not type(self) or raw._metadata != meta:
+                raise ValueError(
+                    MSG_INCOMPATIBLE.format(new=_describe(type(self), meta), old=raw.describe())
+                )
+            raw = raw._value
+        self._value = raw
+        self._metadata = meta
+
+    # -- reading ------------------------------------------------------------------
+    @property
+    def value(self) -> A:
+        return self._value
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """A copy of the metadata (empty fields omitted)."""
+        return dict(self._metadata)
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            for key, value in object.__getattribute__(self, "_metadata"):
+                if key == name:
+                    return value
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute or metadata {name!r}")
+
+    # -- functional updates ---------------------------------------------------------
+    def replace(self, **updates: Any) -> Self:
+        """A new Container of the same kind with `value` and/or metadata replaced."""
+        new = object.__new__(type(self))
+        meta = self._metadata
+        value: Any = self._value
+        if "value" in updates:
+            value = updates.pop("value")
+            if is_container(value):
+                if not self.is_equivalent(value):
+                    raise ValueError(
+                        f"Cannot replace the value of {self.describe()} with an incompatible "
+                        f"container {value.describe()}: kinds and metadata must match."
+                    )
+                value = value._value
+        if updates:
+            known = {k for k, _ in meta} | self._known_metadata()
+            unknown = sorted(set(updates) - known)
+            if unknown:
+                raise ValueError(
+                    f"Unknown metadata key {unknown[0]!r} for {type(self).__name__}; "
+                    f"known keys: {sorted(known)}. Build a new {type(self).__name__}(value, "
+                    f"{unknown[0]}=...) to add metadata."
+                )
+            meta = _merge_metadata(meta, updates)
+        new._init_copy(value, meta)
+        return new
+
+    def copy(self) -> Self:
+        new = object.__new__(type(self))
+        new._init_copy(self._value, self._metadata)
+        return new
+
+    def is_equivalent(self, other: object) -> bool:
+        """Same kind and same metadata (values may differ)."""
+        return is_container(other) and type(other) is type(self) and self._metadata == other._metadata
+
+    def describe(self) -> str:
+        return _describe(type(self), self._metadata)
+
+    # -- internals --------------------------------------------------------------------
+    @classmethod
+    def _known_metadata(cls) -> set[str]:
+        return set()
+
+    def _init_copy(self, value: Any, metadata: _Metadata) -> None:
+        self._value = value
+        self._metadata = metadata
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Container)
+        return self._metadata == other._metadata and _values_equal(self._value, other._value)
+
+    def __repr__(self) -> str:
+        fields = [f"value={indent(repr_value(self._value))}"]
+        fields += [f"{k}={v!r}" for k, v in self._metadata]
+        return f"{type(self).__name__}({', '.join(fields)})"
+
+    def __getstate__(self) -> tuple[Any, _Metadata]:
+        return (self._value, self._metadata)
+
+    def __setstate__(self, state: tuple[Any, _Metadata]) -> None:
+        self._init_copy(*state)
+
+    if TYPE_CHECKING:
+        # For type checkers only: a class-level annotation `w: nnx.Param[X]` on a
+        # Module reads as `X` and accepts `X` or a `Param[X]`. At run time the
+        # Module's own __getattribute__/__setattr__ do the unboxing.
+        @overload
+        def __get__(self, obj: None, owner: type[Any], /) -> Self: ...
+        @overload
+        def __get__(self, obj: object, owner: type[Any], /) -> A: ...
+        def __get__(self, obj: object, owner: type[Any], /) -> A | Self: ...
+        def __set__(self, obj: object, value: A | Self, /) -> None: ...
+
+
+def _describe(cls: type[Any], metadata: _Metadata) -> str:
+    if not metadata:
+        return cls.__name__
+    return f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in metadata)})"
+
+
+# ------------------------------------------------------------------------------------
+# Nodes: pytree containers that partition() puts into a State.
+
+_COLLECTIONS: dict[str, type[Node[Any]]] = {}
+
+
+class Node(Container[A]):
+    """A container whose value is part of a Module's state (a pytree node).
+
+    `Node` holds any pytree (e.g. `nnx.Node([4, 5])`); `Variable` and its subclasses
+    (`Param`, `BatchStat`, ...) name the kinds of state a model keeps.
+
+    Every Node class has a `collection` name: string filters match it
+    (`state.filter("params")`). A subclass defaults to its class name in snake_case;
+    set `collection = "..."` in the class body to choose another.
+    """
+
+    __slots__ = ("_name", "_owner")
+
+    collection: ClassVar[str] = "node"
+
+    _owner: weakref.ReferenceType[Any] | None
+    _name: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "collection" not in cls.__dict__:
+            cls.collection = _snake_case(cls.__name__)
+        _COLLECTIONS.setdefault(cls.collection, cls)
+        register_pytree_with_keys(cls, _node_flatten_with_keys, cls._unflatten, _node_flatten)
+
+    def __init__(self, value: A | ContainerMetadata[A] | Container[A], **metadata: Any) -> None:
+        super().__init__(value, **metadata)
+        self._owner = None
+
+    def _init_copy(self, value: Any, metadata: _Metadata) -> None:
+        self._value = value
+        self._metadata = metadata
+        self._owner = None
+
+    @classmethod
+    def _unflatten(cls, metadata: _Metadata, children: Iterable[Any]) -> Self:
+        new = object.__new__(cls)
+        (new._value,) = children
+        new._metadata = metadata
+        new._owner = None
+        return new
+
+    @property
+    def value(self) -> A:
+        return self._value
+
+    @value.setter
+    def value(self, new_value: A) -> None:
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None:
+            # The owning Module checks the trace and the declared shape first.
+            owner._nnx_write_variable(self._name, self, new_value)
+        else:
+            self._value = new_value
+
+
+def _node_flatten(node: Node[Any]) -> tuple[tuple[Any], _Metadata]:
+    return (node._value,), node._metadata
+
+
+def _node_flatten_with_keys(node: Node[Any]) -> tuple[tuple[tuple[Any, Any]], _Metadata]:
+    return ((GetAttrKey("value"), node._value),), node._metadata
+
+
+register_pytree_with_keys(Node, _node_flatten_with_keys, Node._unflatten, _node_flatten)
+_COLLECTIONS["node"] = Node
+
+
+class Variable(Node[A]):
+    """A named kind of model state. Subclass it to make a new collection::
+
+        class Count(nnx.Variable):
+            pass                       # collection "count"
+
+    `Variable(value, *, sharding=None, **metadata)`.
+    """
+
+    __slots__ = ()
+
+    collection: ClassVar[str] = "variable"
+
+    def __init__(
+        self,
+        value: A | ContainerMetadata[A] | Container[A],
+        *,
+        sharding: tuple[str | None, ...] | None = None,
+        **metadata: Any,
+    ) -> None:
+        if sharding is not None:
+            metadata["sharding"] = tuple(sharding)
+        super().__init__(value, **metadata)
+
+    @property
+    def sharding(self) -> tuple[str | None, ...] | None:
+        for key, value in self._metadata:
+            if key == "sharding":
+                return value  # type: ignore[no-any-return]
+        return None
+
+    @classmethod
+    def _known_metadata(cls) -> set[str]:
+        return {"sharding"}
+
+
+class Param(Variable[A]):
+    """A trainable parameter (collection `"params"`)."""
+
+    __slots__ = ()
+    collection: ClassVar[str] = "params"
+
+
+class BatchStat(Variable[A]):
+    """A running statistic, e.g. BatchNorm's mean (collection `"batch_stats"`)."""
+
+    __slots__ = ()
+    collection: ClassVar[str] = "batch_stats"
+
+
+class Cache(Variable[A]):
+    """A cache, e.g. an attention kv-cache (collection `"cache"`)."""
+
+    __slots__ = ()
+    collection: ClassVar[str] = "cache"
+
+
+class Intermediate(Variable[A]):
+    """A captured intermediate value (collection `"intermediates"`)."""
+
+    __slots__ = ()
+    collection: ClassVar[str] = "intermediates"
+
+
+class TreeNode(Node[A]):
+    """Marks any value as a pytree child of an `nnx.Pytree`."""
+
+    __slots__ = ()
+    collection: ClassVar[str] = "tree_node"
+
+
+def variable_type(collection: str) -> type[Variable[Any]]:
+    """The Variable class of `collection`, made (once) if no class declares it.
+
+    `variable_type("params") is nnx.Param`; an unknown name gives a new Variable
+    subclass whose `collection` is that name.
+    """
+    cls = _COLLECTIONS.get(collection)
+    if cls is None:
+        name = "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", collection))
+        cls = type(name or "Collection", (Variable,), {"__slots__": (), "collection": collection})
+    if not issubclass(cls, Variable):
+        raise TypeError(
+            f"Collection {collection!r} belongs to {cls.__name__}, which is not a Variable."
+        )
+    return cls
+
+
+def var(collection: str, value: A, **metadata: Any) -> Variable[A]:
+    """A Variable of the given collection: `nnx.var("intermediates", y)` is an
+    `nnx.Intermediate`; an unknown collection name gets its own Variable class."""
+    return variable_type(collection)(value, **metadata)
+
+
+# ------------------------------------------------------------------------------------
+# Static: a value that is *not* state.
+
+
+class Static(Container[A]):
+    """Marks a value as static: it goes into the ModuleDef, never into a State.
+
+    A pytree with no children; hashable by its value.
+    """
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._value))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Static)
+        return bool(self._value == other._value) and self._metadata == other._metadata
+
+
+def _static_flatten(x: Static[Any]) -> tuple[tuple[()], tuple[Any, _Metadata]]:
+    return (), (x._value, x._metadata)
+
+
+def _static_unflatten(aux: tuple[Any, _Metadata], _: Iterable[Any]) -> Static[Any]:
+    new: Static[Any] = object.__new__(Static)
+    new._init_copy(*aux)
+    return new
+
+
+register_pytree_node(Static, _static_flatten, _static_unflatten)
+
+
+def iter_metadata(container: Container[Any]) -> Iterator[tuple[str, Any]]:
+    return iter(container._metadata)

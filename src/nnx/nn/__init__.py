@@ -1,0 +1,34 @@
+"""Layers, activations and initializers."""
+
+from . import initializers as initializers
+from ._activations import (
+    celu as celu,
+    elu as elu,
+    gelu as gelu,
+    glu as glu,
+    hard_sigmoid as hard_sigmoid,
+    hard_silu as hard_silu,
+    hard_swish as hard_swish,
+    hard_tanh as hard_tanh,
+    leaky_relu as leaky_relu,
+    log_sigmoid as log_sigmoid,
+    log_softmax as log_softmax,
+    logsumexp as logsumexp,
+    normalize as normalize,
+    one_hot as one_hot,
+    relu as relu,
+    relu6 as relu6,
+    selu as selu,
+    sigmoid as sigmoid,
+    silu as silu,
+    soft_sign as soft_sign,
+    softmax as softmax,
+    softplus as softplus,
+    standardize as standardize,
+    swish as swish,
+    tanh as tanh,
+)
+from ._dtypes import canonicalize_dtype as canonicalize_dtype, promote_dtype as promote_dtype
+from ._linear import Linear as Linear
+from ._normalization import BatchNorm as BatchNorm
+from ._stochastic import Dropout as Dropout

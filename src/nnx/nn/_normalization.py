@@ -1,0 +1,114 @@
+"""Normalization layers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .._context import Context
+from .._module import Module
+from .._variables import BatchStat, Param
+from . import initializers
+from ._common import reshape, resolve_flag
+from ._dtypes import canonicalize_dtype
+
+__all__ = ["BatchNorm"]
+
+
+def _feature_shape(ndim: int, axis: int, size: int) -> tuple[int, ...]:
+    shape = [1] * ndim
+    shape[axis % ndim] = size
+    return tuple(shape)
+
+
+class BatchNorm(Module):
+    """Batch normalization over every axis but `axis` (the feature axis).
+
+    Training (`use_running_average=False`) normalizes with the batch statistics and
+    updates `mean`/`var` (BatchStat) as `m * old + (1 - m) * batch`; evaluation uses the
+    stored statistics. The mode is the first of: the call argument, the attribute,
+    the Context flag `use_running_average`.
+    """
+
+    mean: BatchStat[jax.Array]
+    var: BatchStat[jax.Array]
+    scale: Param[jax.Array | None]
+    bias: Param[jax.Array | None]
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        use_running_average: bool | None = None,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-5,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        use_bias: bool = True,
+        use_scale: bool = True,
+        bias_init: initializers.Initializer = initializers.zeros(),
+        scale_init: initializers.Initializer = initializers.ones(),
+        axis_name: str | None = None,
+        axis_index_groups: Any = None,
+        ctx: Context,
+    ) -> None:
+        feature_shape = (num_features,)
+        self.mean = BatchStat(jnp.zeros(feature_shape, jnp.float32))
+        self.var = BatchStat(jnp.ones(feature_shape, jnp.float32))
+        self.scale = Param(scale_init(ctx.make_rng("params"), feature_shape, param_dtype) if use_scale else None)
+        self.bias = Param(bias_init(ctx.make_rng("params"), feature_shape, param_dtype) if use_bias else None)
+        self.num_features = num_features
+        self.use_running_average = use_running_average
+        self.axis = axis
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.use_bias = use_bias
+        self.use_scale = use_scale
+        self.axis_name = axis_name
+        self.axis_index_groups = axis_index_groups
+
+    def __call__(
+        self, x: jax.Array, use_running_average: bool | None = None, *, ctx: Context | None = None
+    ) -> jax.Array:
+        use_running_average = resolve_flag(
+            "BatchNorm",
+            "use_running_average",
+            "use the running statistics",
+            use_running_average,
+            self.use_running_average,
+            ctx,
+        )
+        x = jnp.asarray(x)
+        axis = self.axis % x.ndim
+        reduction_axes = tuple(i for i in range(x.ndim) if i != axis)
+        stat_shape = _feature_shape(x.ndim, axis, self.num_features)
+        if use_running_average:
+            mean, var = self.mean, self.var
+        else:
+            stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
+            xs = x.astype(stat_dtype)
+            mean = jnp.mean(xs, reduction_axes)
+            mean2 = jnp.mean(lax.square(xs), reduction_axes)
+            if self.axis_name is not None:
+                pmean = cast(Callable[..., tuple[jax.Array, jax.Array]], lax.pmean)  # pyright: ignore[reportUnknownMemberType]
+                mean, mean2 = pmean(
+                    (mean, mean2), self.axis_name, axis_index_groups=self.axis_index_groups
+                )
+            var = jnp.maximum(0.0, mean2 - lax.square(mean))
+            m = self.momentum
+            self.mean = m * self.mean + (1 - m) * mean
+            self.var = m * self.var + (1 - m) * var
+        dtype = canonicalize_dtype(x, self.scale, self.bias, dtype=self.dtype)
+        y = (x - reshape(mean, stat_shape)) * lax.rsqrt(reshape(var, stat_shape) + self.epsilon)
+        if self.scale is not None:
+            y = y * reshape(self.scale, stat_shape)
+        if self.bias is not None:
+            y = y + reshape(self.bias, stat_shape)
+        return jnp.asarray(y, dtype)
