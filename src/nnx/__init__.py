@@ -12,6 +12,14 @@ from ._context import (
     RngStream as RngStream,
     context as context,
 )
+from ._dataclasses import (
+    dataclass as dataclass,
+    field as field,
+    node_field as node_field,
+    param_field as param_field,
+    static_field as static_field,
+    var_field as var_field,
+)
 from ._errors import TraceContextError as TraceContextError
 from ._filters import (
     All as All,

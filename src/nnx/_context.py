@@ -155,7 +155,9 @@ class ContextDef:
             raise ValueError(
                 f"Keys {sorted(keys)} do not match the ContextDef's streams {sorted(paths)}."
             )
-        return Context({name: RngStream(keys[name], 0, paths[name]) for name in keys}, dict(self.flags))
+        return Context(
+            {name: RngStream(keys[name], 0, paths[name]) for name in keys}, dict(self.flags)
+        )
 
 
 class PureContext(tuple[dict[str, KeyLike], ContextDef]):

@@ -18,7 +18,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from types import EllipsisType
-from typing import Any, Final, TypeAlias, Union, cast
+from typing import Any, Final, TypeAlias, cast
 
 import jax
 import numpy as np
@@ -47,7 +47,7 @@ Predicate: TypeAlias = Callable[[Path, Any], bool]
 
 MSG_INVALID_FILTER: Final = (
     "Invalid filter of type {type!r}: {filter!r}. A filter is a class (nnx.Param), "
-    "`...`, None, a collection name (\"params\"), a predicate `(path, value) -> bool`, "
+    '`...`, None, a collection name ("params"), a predicate `(path, value) -> bool`, '
     "a tuple of filters, or nnx.Not/All/OfType/PathContains/Everything/Nothing."
 )
 MSG_ELLIPSIS_NOT_LAST: Final = (
@@ -157,20 +157,20 @@ class Nothing:
         return False
 
 
-Filter: TypeAlias = Union[
-    type[Any],
-    EllipsisType,
-    str,
-    None,
-    All,
-    Not,
-    OfType,
-    PathContains,
-    Everything,
-    Nothing,
-    Predicate,
-    tuple["Filter", ...],
-]
+Filter: TypeAlias = (
+    type[Any]
+    | EllipsisType
+    | str
+    | All
+    | Not
+    | OfType
+    | PathContains
+    | Everything
+    | Nothing
+    | Predicate
+    | tuple["Filter", ...]
+    | None
+)
 """Anything `partition`, `filter`, `pop_state` and `nnx.grad(wrt=)` accept."""
 
 

@@ -84,7 +84,9 @@ class Sequence(Module):
         for i, item in enumerate(self):
             if not callable(item):
                 raise TypeError(f"Sequence[{i}] is not callable: {item!r}")
-            if ctx is not None and _accepts_ctx(item if inspect.isroutine(item) else type(item).__call__):
+            if ctx is not None and _accepts_ctx(
+                item if inspect.isroutine(item) else type(item).__call__
+            ):
                 kwargs = {**kwargs, "ctx": ctx}
             result = item(*args, **kwargs)
             if _is_tuple(result):

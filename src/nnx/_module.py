@@ -26,14 +26,21 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Generic, cast, overload
 
-
 from typing_extensions import ParamSpec, Self, TypeIs, TypeVar
 
 from . import _nodes
 from ._compat import TraceState, current_trace, register_pytree_node
 from ._errors import MSG_MODULE_TRACE, TraceContextError
 from ._filters import Filter, Path, Predicate, check_filters
-from ._nodes import CONTAINER_NODE, MODULE, NODE, STATIC, STATIC_CONTAINER, kind_of
+from ._nodes import (
+    CONTAINER_NODE,
+    MODULE,
+    MUTABLE_STATIC,
+    NODE,
+    STATIC,
+    STATIC_CONTAINER,
+    kind_of,
+)
 from ._repr import indent, repr_value
 from ._state import State, path_sort_key, split_pairs
 from ._variables import Container, Node, Static, Variable, is_container, is_node_box, is_variable
@@ -125,7 +132,9 @@ class _MergePlan:
     __slots__ = ("leaf_slots", "nodes", "path_set", "paths")
 
     def __init__(self, root: ModuleDef[Any]) -> None:
-        self.nodes: list[tuple[type[Module], tuple[tuple[str, Any], ...], list[tuple[str, int]]]] = []
+        self.nodes: list[
+            tuple[type[Module], tuple[tuple[str, Any], ...], list[tuple[str, int]]]
+        ] = []
         self.paths: list[Path] = []
         self.leaf_slots: list[tuple[int, str]] = []
 
@@ -160,7 +169,16 @@ class ModuleDef(Generic[M]):
     `apply(state).method(*args)` runs a method functionally.
     """
 
-    __slots__ = ("_hash", "_index", "_keys", "_leaf_keys", "_plan", "_static_fields", "_submodules", "_type")
+    __slots__ = (
+        "_hash",
+        "_index",
+        "_keys",
+        "_leaf_keys",
+        "_plan",
+        "_static_fields",
+        "_submodules",
+        "_type",
+    )
 
     def __init__(
         self,
@@ -181,14 +199,7 @@ class ModuleDef(Generic[M]):
                 sorted([*leaf_keys, *(k for k, _ in submodules)], key=lambda k: path_sort_key((k,)))
             )
         self._keys = keys
-        self._hash = hash(
-            (
-                type,
-                submodules,
-                tuple((name, _hashable(value)) for name, value in static_fields),
-                leaf_keys,
-            )
-        )
+        self._hash: int | None = None  # computed on first use
         self._plan: _MergePlan | None = None
 
     @property
@@ -224,7 +235,7 @@ class ModuleDef(Generic[M]):
             return NotImplemented
         that = other
         return (
-            self._hash == that._hash
+            hash(self) == hash(that)
             and self._type is that._type
             and self._submodules == that._submodules
             and self._leaf_keys == that._leaf_keys
@@ -232,7 +243,11 @@ class ModuleDef(Generic[M]):
         )
 
     def __hash__(self) -> int:
-        return self._hash
+        h = self._hash
+        if h is None:
+            statics = tuple((name, _hashable(value)) for name, value in self._static_fields)
+            h = self._hash = hash((self._type, self._submodules, statics, self._leaf_keys))
+        return h
 
     def __repr__(self) -> str:
         parts = [f"type={self._type.__name__}", f"index={self._index}"]
@@ -327,7 +342,7 @@ class ApplyCaller(Generic[M]):
 
     def __call__(
         self: ApplyCaller[Callable[P, R]], *args: P.args, **kwargs: P.kwargs
-    ) -> tuple[R, Pure[State[Any], M]]:
+    ) -> tuple[R, tuple[State[Any], ModuleDef[M]]]:
         module = self._moduledef.merge(*self._states)
         target: Any = module
         for is_attr, key in self._accessors:
@@ -450,49 +465,159 @@ else:
 # Graph traversal
 
 
+def _sorted_entries(module: Module, d: dict[str, Any]) -> list[tuple[str | int, Any]]:
+    """`(key, value)` for each attribute, in traversal order (`key` is the path key)."""
+    if type(module)._nnx_int_keys:
+        keyed: list[tuple[str | int, Any]] = [
+            (int(n) if n.isdigit() else n, v) for n, v in d.items()
+        ]
+        keyed.sort(key=_int_first)
+        return keyed
+    return sorted(d.items())
+
+
+def _int_first(item: tuple[str | int, Any]) -> tuple[bool, str | int]:
+    return (type(item[0]) is str, item[0])
+
+
 def _module_items(module: Module) -> list[tuple[str | int, str, Any]]:
     """`(key, attribute name, value)` for each attribute, in traversal order."""
-    d = module.__dict__
-    if type(module)._nnx_int_keys:
-        keyed = [(int(n) if n.isdigit() else n, n, v) for n, v in d.items()]
-        keyed.sort(key=lambda t: (type(t[0]) is str, t[0]))
-        return keyed
-    return [(n, n, d[n]) for n in sorted(d)]
+    return [(k, _attr_name(k), v) for k, v in _sorted_entries(module, _vars(module))]
 
 
-def _flatten(root: Module, copy_leaves: bool = True) -> tuple[ModuleDef[Any], list[Path], list[Any]]:
+class _GraphCache:
+    """What `partition` learned about a graph, valid while no module in it has had a
+    structural change (every such change bumps that module's version) and no
+    mutable static attribute (list, dict, set) was changed in place."""
+
+    __slots__ = ("leaf_slots", "moduledef", "modules", "mutable_statics", "paths", "versions")
+
+    def __init__(
+        self,
+        modules: list[Module],
+        moduledef: ModuleDef[Any],
+        paths: list[Path],
+        leaf_slots: list[tuple[dict[str, Any], str, bool]],
+        mutable_statics: list[tuple[dict[str, Any], str, Any]],
+    ) -> None:
+        self.modules = modules
+        self.versions = [_version_slot.__get__(m) for m in modules]
+        self.moduledef = moduledef
+        self.paths = paths
+        self.leaf_slots = leaf_slots
+        self.mutable_statics = mutable_statics
+
+    def is_valid(self) -> bool:
+        get_version = _version_slot.__get__
+        for module, version in zip(self.modules, self.versions):
+            if get_version(module) != version:
+                return False
+        return all(d.get(name, _MISSING) == snapshot for d, name, snapshot in self.mutable_statics)
+
+    def leaves(self, copy_leaves: bool) -> list[Any]:
+        if copy_leaves:
+            return [d[name].copy() if boxed else d[name] for d, name, boxed in self.leaf_slots]
+        return [d[name] for d, name, _ in self.leaf_slots]
+
+
+def _flatten(
+    root: Module, copy_leaves: bool = True
+) -> tuple[ModuleDef[Any], list[Path], list[Any]]:
+    """`(moduledef, paths, leaves)` of the graph under `root`, paths in sorted order.
+
+    The structure is cached on `root` and reused while it is valid, so repeated
+    partitions of an unchanged model only gather the current leaves.
+    """
+    cache: _GraphCache | None = _cache_slot.__get__(root)
+    if cache is not None and cache.is_valid():
+        return cache.moduledef, cache.paths, cache.leaves(copy_leaves)
+    cache = _build_graph_cache(root)
+    _cache_slot.__set__(root, cache)
+    return cache.moduledef, cache.paths, cache.leaves(copy_leaves)
+
+
+class _Layout:
+    """One module's own share of the graph structure, valid for one version of it:
+    its static attributes and, in traversal order, its submodule and leaf entries."""
+
+    __slots__ = ("entries", "keys", "leaf_keys", "mutable_statics", "statics", "version")
+
+    def __init__(self, module: Module, version: int) -> None:
+        kinds = _nodes._kind_cache
+        d = _vars(module)
+        statics: list[tuple[str, Any]] = []
+        entries: list[tuple[str | int, str, int]] = []
+        keys: list[str | int] = []
+        leaf_keys: list[str | int] = []
+        mutable: list[tuple[dict[str, Any], str, Any]] = []
+        for key, value in _sorted_entries(module, d):
+            name = key if type(key) is str else str(key)
+            kind = kinds.get(value.__class__)
+            if kind is None:
+                kind = kind_of(value)
+            if kind in (STATIC, STATIC_CONTAINER):
+                statics.append((name, value))
+            elif kind == MUTABLE_STATIC:  # snapshot lists/dicts/sets: a ModuleDef is frozen
+                value = copy.deepcopy(value)
+                mutable.append((d, name, value))
+                statics.append((name, value))
+            else:
+                entries.append((key, name, kind))
+                keys.append(key)
+                if kind != MODULE:
+                    leaf_keys.append(key)
+        self.version = version
+        self.statics = tuple(statics)
+        self.entries = entries
+        self.keys = tuple(keys)
+        self.leaf_keys = tuple(leaf_keys)
+        self.mutable_statics = mutable
+
+    def is_valid(self, version: int) -> bool:
+        return self.version == version and all(
+            d.get(name, _MISSING) == snapshot for d, name, snapshot in self.mutable_statics
+        )
+
+
+def _layout(module: Module) -> _Layout:
+    version: int = _version_slot.__get__(module)
+    layout: _Layout | None = _layout_slot.__get__(module)
+    if layout is None or not layout.is_valid(version):
+        layout = _Layout(module, version)
+        _layout_slot.__set__(module, layout)
+    return layout
+
+
+def _build_graph_cache(root: Module) -> _GraphCache:
     index_of: dict[int, int] = {}
+    modules: list[Module] = []
     paths: list[Path] = []
-    leaves: list[Any] = []
+    leaf_slots: list[tuple[dict[str, Any], str, bool]] = []
+    mutable_statics: list[tuple[dict[str, Any], str, Any]] = []
 
     def visit(module: Module, prefix: Path) -> ModuleDef[Any] | int:
         index = index_of.get(id(module))
         if index is not None:
             return index
-        index = index_of[id(module)] = len(index_of)
+        index = index_of[id(module)] = len(modules)
+        modules.append(module)
+        layout = _layout(module)
+        mutable_statics.extend(layout.mutable_statics)
+        d = _vars(module)
         submodules: list[tuple[str | int, ModuleDef[Any] | int]] = []
-        statics: list[tuple[str, Any]] = []
-        leaf_keys: list[str | int] = []
-        keys: list[str | int] = []
-        for key, name, value in _module_items(module):
-            kind = kind_of(value)
-            if kind == STATIC or kind == STATIC_CONTAINER:
-                statics.append((name, _freeze_static(value)))
-            elif kind == MODULE:
-                keys.append(key)
-                submodules.append((key, visit(value, (*prefix, key))))
+        for key, name, kind in layout.entries:
+            if kind == MODULE:
+                submodules.append((key, visit(d[name], (*prefix, key))))
             else:
-                keys.append(key)
-                leaf_keys.append(key)
                 paths.append((*prefix, key))
-                leaves.append(value.copy() if kind == CONTAINER_NODE and copy_leaves else value)
+                leaf_slots.append((d, name, kind == CONTAINER_NODE))
         return ModuleDef(
-            type(module), index, tuple(submodules), tuple(statics), tuple(leaf_keys), tuple(keys)
+            type(module), index, tuple(submodules), layout.statics, layout.leaf_keys, layout.keys
         )
 
     moduledef = visit(root, ())
     assert isinstance(moduledef, ModuleDef)
-    return moduledef, paths, leaves
+    return _GraphCache(modules, moduledef, paths, leaf_slots, mutable_statics)
 
 
 def _fit_error(moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> ValueError:
@@ -557,7 +682,7 @@ def _unflatten(moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> Any:
         _init_internals(module, trace)
         modules.append(module)
     for module, (_, statics, links) in zip(modules, plan.nodes):
-        d = module.__dict__
+        d = _vars(module)
         for name, value in statics:
             d[name] = _freeze_static(value)
         for name, index in links:
@@ -566,7 +691,7 @@ def _unflatten(moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> Any:
         module = modules[index]
         if isinstance(value, Node):
             value = _owned_copy(value, module, name)  # pyright: ignore[reportUnknownArgumentType]
-        module.__dict__[name] = value
+        _vars(module)[name] = value
     return modules[0]
 
 
@@ -581,13 +706,18 @@ def _owned_copy(node: Node[Any], module: Module, name: str) -> Node[Any]:
 # Module
 
 
+_vars: Callable[[Module], dict[str, Any]]  # Module's own __dict__ getter, set below
 _trace_slot: Any = None  # the member descriptors of Module's private slots, set below
 _version_slot: Any = None
+_cache_slot: Any = None
+_layout_slot: Any = None
 
 
 def _init_internals(module: Module, trace: TraceState) -> None:
     _trace_slot.__set__(module, trace)
     _version_slot.__set__(module, next(_versions))
+    _cache_slot.__set__(module, None)
+    _layout_slot.__set__(module, None)
 
 
 def _bump(module: Module) -> None:
@@ -614,7 +744,7 @@ def _find_state_in_static(value: Any, depth: int = 0) -> str | None:
         kind = kind_of(item)
         if kind == MODULE:
             return f"a {type(item).__name__} Module"
-        if kind == CONTAINER_NODE or kind == NODE:
+        if kind in (CONTAINER_NODE, NODE):
             return f"a {type(item).__name__}"
         found = _find_state_in_static(item, depth + 1)
         if found is not None:
@@ -666,7 +796,7 @@ def _prepare_assignment(
         return box, value, False
     if is_node_box(value):
         return None, _owned_copy(value, module, name), True
-    if value_kind == STATIC:
+    if value_kind in (STATIC, MUTABLE_STATIC):
         what = _find_state_in_static(value)
         if what is not None:
             raise TypeError(
@@ -698,7 +828,14 @@ class Module:
     the Variable's kind and metadata.
     """
 
-    __slots__ = ("__dict__", "__weakref__", "_nnx_trace", "_nnx_version")
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_nnx_graph_cache",
+        "_nnx_layout",
+        "_nnx_trace",
+        "_nnx_version",
+    )
 
     _nnx_int_keys: bool = False  # Sequence: digit attribute names are int path keys
 
@@ -725,29 +862,29 @@ class Module:
 
     # -- functional API ---------------------------------------------------------------
     @overload
-    def partition(self) -> Pure[State[Any], Self]: ...
+    def partition(self) -> tuple[State[Any], ModuleDef[Self]]: ...
     @overload
-    def partition(self, first: type[V1], /) -> Pure[State[V1], Self]: ...
+    def partition(self, first: type[V1], /) -> tuple[State[V1], ModuleDef[Self]]: ...
     @overload
-    def partition(self, first: Filter, /) -> Pure[State[Any], Self]: ...
+    def partition(self, first: Filter, /) -> tuple[State[Any], ModuleDef[Self]]: ...
     @overload
     def partition(
         self, first: type[V1], second: type[V2], /
-    ) -> Pure[tuple[State[V1], State[V2]], Self]: ...
+    ) -> tuple[tuple[State[V1], State[V2]], ModuleDef[Self]]: ...
     @overload
     def partition(
         self, first: Filter, second: Filter, /
-    ) -> Pure[tuple[State[Any], State[Any]], Self]: ...
+    ) -> tuple[tuple[State[Any], State[Any]], ModuleDef[Self]]: ...
     @overload
     def partition(
         self, first: type[V1], second: type[V2], third: type[V3], /
-    ) -> Pure[tuple[State[V1], State[V2], State[V3]], Self]: ...
+    ) -> tuple[tuple[State[V1], State[V2], State[V3]], ModuleDef[Self]]: ...
     @overload
     def partition(
         self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
-    ) -> Pure[tuple[State[Any], ...], Self]: ...
-    def partition(self, *filters: Filter) -> Pure[Any, Self]:
-        """Split into `(states, moduledef)`.
+    ) -> tuple[tuple[State[Any], ...], ModuleDef[Self]]: ...
+    def partition(self, *filters: Filter) -> tuple[Any, ModuleDef[Self]]:
+        """Split into `(states, moduledef)` (an `nnx.Pure`, a tuple with `.merge()`).
 
         No filter: one State with every entry. One filter: one State, which must hold
         every entry. Several: a tuple of States, each entry going to the first filter
@@ -804,10 +941,14 @@ class Module:
     def pop_state(self, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
         """Remove the entries matching the filters and return them as State(s)."""
         if not filters:
-            raise ValueError("pop_state expects at least one filter, e.g. pop_state(nnx.Intermediate)")
+            raise ValueError(
+                "pop_state expects at least one filter, e.g. pop_state(nnx.Intermediate)"
+            )
         return _pop_state(self, check_filters(filters))
 
-    def update_state(self, updates: State[Any] | tuple[State[Any], ...] | Pure[Any, Any] | Module) -> None:
+    def update_state(
+        self, updates: State[Any] | tuple[State[Any], ...] | Pure[Any, Any] | Module
+    ) -> None:
         """Write state entries back into this module graph, in place.
 
         `updates` is a State, a tuple of States, a `Pure`, or a Module of the same
@@ -841,7 +982,7 @@ class Module:
     # -- helpers --------------------------------------------------------------------------
     def sow(self, variable_type: type[Variable[Any]], name: str, value: Any) -> None:
         """Append `value` to the tuple held by Variable `name` (created if absent)."""
-        d = self.__dict__
+        d = _vars(self)
         if name not in d:
             setattr(self, name, variable_type((value,)))
             return
@@ -887,17 +1028,17 @@ class Module:
     # -- internals ----------------------------------------------------------------------
     def _nnx_write_variable(self, name: str, variable: Node[Any], value: Any) -> None:
         """`variable.value = value` on a Variable this module owns."""
-        if self.__dict__.get(name) is not variable:
+        if _vars(self).get(name) is not variable:
             variable._value = value  # no longer ours: a free-standing box
             return
         _check_trace(self, name)
         variable._value = value
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return dict(_vars(self))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        d = self.__dict__
+        d = _vars(self)
         for name, value in state.items():
             d[name] = _owned_copy(value, self, name) if is_node_box(value) else value
 
@@ -926,8 +1067,11 @@ class Module:
                 del _repr_state.active
 
 
+_vars = Module.__dict__["__dict__"].__get__
 _trace_slot = Module.__dict__["_nnx_trace"]
 _version_slot = Module.__dict__["_nnx_version"]
+_cache_slot = Module.__dict__["_nnx_graph_cache"]
+_layout_slot = Module.__dict__["_nnx_layout"]
 _nodes._module_type.append(Module)
 _nodes._kind_cache.clear()
 
@@ -937,8 +1081,9 @@ def _setattr(module: Module, name: str, value: Any) -> None:
     cls_attr = getattr(type(module), name, None)
     if cls_attr is not None and hasattr(cls_attr.__class__, "__set__"):
         object.__setattr__(module, name, value)  # a property or other data descriptor
+        _bump(module)
         return
-    d = module.__dict__
+    d = _vars(module)
     container, payload, structural = _prepare_assignment(module, name, value, d)
     if container is not None:
         container._value = payload
@@ -948,7 +1093,9 @@ def _setattr(module: Module, name: str, value: Any) -> None:
         _bump(module)
 
 
-def _pop_state(root: Module, predicates: tuple[Predicate, ...]) -> State[Any] | tuple[State[Any], ...]:
+def _pop_state(
+    root: Module, predicates: tuple[Predicate, ...]
+) -> State[Any] | tuple[State[Any], ...]:
     found: list[tuple[Module, str, Path, Any]] = []
     buckets: list[dict[Path, Any]] = [{} for _ in predicates]
     indexed = tuple(enumerate(predicates))
@@ -961,7 +1108,7 @@ def _pop_state(root: Module, predicates: tuple[Predicate, ...]) -> State[Any] | 
             if kind == MODULE:
                 if id(value) not in seen:
                     visit(value, (*prefix, key))
-            elif kind == NODE or kind == CONTAINER_NODE:
+            elif kind in (NODE, CONTAINER_NODE):
                 path = (*prefix, key)
                 for i, predicate in indexed:
                     if predicate(path, value):
@@ -973,7 +1120,7 @@ def _pop_state(root: Module, predicates: tuple[Predicate, ...]) -> State[Any] | 
     for module, name, _, _ in found:
         _check_trace(module, name)
     for module, name, _, value in found:
-        del module.__dict__[name]
+        del _vars(module)[name]
         if isinstance(value, Node):
             value._owner = None
         _bump(module)
@@ -992,7 +1139,7 @@ def _update_state(root: Module, mapping: dict[Path, Any]) -> None:
         if module is None:
             module = root
             for depth, key in enumerate(prefix):
-                child = module.__dict__.get(_attr_name(key), _MISSING)
+                child = _vars(module).get(_attr_name(key), _MISSING)
                 if not isinstance(child, Module):
                     where = type(root).__name__ + "".join(f".{k}" for k in prefix[:depth])
                     raise ValueError(
@@ -1004,12 +1151,19 @@ def _update_state(root: Module, mapping: dict[Path, Any]) -> None:
                 module = child
             resolved[prefix] = module
         name = _attr_name(path[-1])
-        d = module.__dict__
+        d = _vars(module)
         current = d.get(name, _MISSING)
         if isinstance(current, Module):
             raise ValueError(
                 f"update_state: {path} is a submodule ({type(current).__name__}) of "
                 f"{type(module).__name__}; a state entry cannot replace it."
+            )
+        if kind_of(value) not in (NODE, CONTAINER_NODE):
+            raise TypeError(
+                f"update_state: the value at {path} is a {type(value).__name__}, which is not "
+                "state (an array, a Variable or another registered node), so it would "
+                "silently become a static attribute. If a tree_map turned a 0-d numpy array "
+                "into a numpy scalar, return an array (np.asarray / jnp.asarray) instead."
             )
         _check_trace(module, name)
         try:
@@ -1021,6 +1175,6 @@ def _update_state(root: Module, mapping: dict[Path, Any]) -> None:
         if container is not None:
             container._value = payload
         else:
-            module.__dict__[name] = payload
+            _vars(module)[name] = payload
         if structural:
             _bump(module)

@@ -12,6 +12,7 @@ from typing import Any, Final
 import jax
 import numpy as np
 
+from ._compat import Tracer
 from ._variables import Container, Node
 
 __all__ = ["is_node", "register_node_type"]
@@ -24,6 +25,9 @@ NODE: Final = 1  # a raw array or other registered node: a State leaf as is
 CONTAINER_NODE: Final = 2  # a Node/Variable: a State leaf, copied across boundaries
 MODULE: Final = 3
 STATIC_CONTAINER: Final = 4  # an nnx.Static: static, read unboxed
+MUTABLE_STATIC: Final = 5  # a list, dict, set or bytearray: static, snapshotted
+
+_MUTABLE_STATIC_TYPES: Final = (list, dict, set, bytearray)
 
 _kind_cache: dict[type[Any], int] = {}
 _module_type: list[type[Any]] = []  # set by _module at import (avoids an import cycle)
@@ -57,8 +61,11 @@ def kind_of_type(tp: type[Any]) -> int:
             kind = CONTAINER_NODE
         elif issubclass(tp, Container):
             kind = STATIC_CONTAINER
-        elif issubclass(tp, _node_types):
+        elif issubclass(tp, _node_types) or issubclass(tp, Tracer):
+            # jax.Array accepts tracers through an instance check, not by subclass
             kind = NODE
+        elif issubclass(tp, _MUTABLE_STATIC_TYPES):
+            kind = MUTABLE_STATIC
         else:
             kind = STATIC
         _kind_cache[tp] = kind

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
-
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from jax.tree_util import GetAttrKey
 from typing_extensions import Self
@@ -48,7 +47,9 @@ class Pytree(metaclass=PytreeMeta):
     def __init_subclass__(cls, mutable: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._pytree__mutable = mutable
-        register_pytree_with_keys(cls, _pytree_flatten_with_keys, cls._pytree__unflatten, _pytree_flatten)
+        register_pytree_with_keys(
+            cls, _pytree_flatten_with_keys, cls._pytree__unflatten, _pytree_flatten
+        )
 
     if not TYPE_CHECKING:
 
@@ -63,7 +64,8 @@ class Pytree(metaclass=PytreeMeta):
             if "_pytree__initializing" not in d:
                 if name not in d:
                     raise AttributeError(
-                        f"Cannot add new fields to an initialized Pytree: {type(self).__name__}.{name}"
+                        "Cannot add new fields to an initialized Pytree: "
+                        f"{type(self).__name__}.{name}"
                     )
                 if not type(self)._pytree__mutable:
                     raise AttributeError(
@@ -92,13 +94,19 @@ class Pytree(metaclass=PytreeMeta):
             return dataclasses.replace(self, **kwargs)
         unknown = set(kwargs) - set(vars(self))
         if unknown:
-            raise ValueError(f"Trying to replace unknown fields {unknown} for '{type(self).__name__}'")
+            raise ValueError(
+                f"Trying to replace unknown fields {unknown} for '{type(self).__name__}'"
+            )
         obj = object.__new__(type(self))
         d = vars(obj)
         d.update(vars(self))
         for name, value in kwargs.items():
             old = d[name]
-            d[name] = old.replace(value=value) if isinstance(old, Container) and not isinstance(value, Container) else value
+            d[name] = (
+                old.replace(value=value)
+                if isinstance(old, Container) and not isinstance(value, Container)
+                else value
+            )
         return obj
 
 
@@ -113,7 +121,9 @@ def _split_fields(obj: Pytree) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
     return nodes, static
 
 
-def _pytree_flatten(obj: Pytree) -> tuple[tuple[Any, ...], tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]]:
+def _pytree_flatten(
+    obj: Pytree,
+) -> tuple[tuple[Any, ...], tuple[tuple[str, ...], tuple[tuple[str, Any], ...]]]:
     nodes, static = _split_fields(obj)
     return tuple(v for _, v in nodes), (tuple(n for n, _ in nodes), tuple(static.items()))
 

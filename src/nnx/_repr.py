@@ -7,7 +7,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from typing_extensions import TypeIs
 
 from ._compat import Tracer

@@ -9,8 +9,8 @@ from jax.tree_util import DictKey
 from typing_extensions import Self, TypeVar
 
 from ._compat import register_pytree_with_keys
-from ._nodes import register_node_type
 from ._filters import Filter, Path, Predicate, check_filters
+from ._nodes import register_node_type
 from ._repr import indent, repr_value
 from ._variables import Container, _values_equal
 
@@ -95,16 +95,13 @@ class State(Mapping[Path, V]):
                 return False
         return True
 
-
     # -- filtering ----------------------------------------------------------------------
     @overload
     def partition(self, first: type[V1], /) -> State[V1]: ...
     @overload
     def partition(self, first: Filter, /) -> State[V]: ...
     @overload
-    def partition(
-        self, first: type[V1], second: type[V2], /
-    ) -> tuple[State[V1], State[V2]]: ...
+    def partition(self, first: type[V1], second: type[V2], /) -> tuple[State[V1], State[V2]]: ...
     @overload
     def partition(self, first: Filter, second: Filter, /) -> tuple[State[V], State[V]]: ...
     @overload
@@ -115,9 +112,7 @@ class State(Mapping[Path, V]):
     def partition(
         self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
     ) -> tuple[State[V], ...]: ...
-    def partition(
-        self, first: Filter, /, *filters: Filter
-    ) -> State[Any] | tuple[State[Any], ...]:
+    def partition(self, first: Filter, /, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
         """Split into one State per filter; every entry must match one of them.
 
         Each entry goes to the first filter that matches it. Raises `ValueError` if

@@ -161,7 +161,9 @@ class Container(Generic[A]):
             for key, value in object.__getattribute__(self, "_metadata"):
                 if key == name:
                     return value
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute or metadata {name!r}")
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute or metadata {name!r}"
+        )
 
     # -- functional updates ---------------------------------------------------------
     def replace(self, **updates: Any) -> Self:
@@ -198,7 +200,9 @@ class Container(Generic[A]):
 
     def is_equivalent(self, other: object) -> bool:
         """Same kind and same metadata (values may differ)."""
-        return is_container(other) and type(other) is type(self) and self._metadata == other._metadata
+        return (
+            is_container(other) and type(other) is type(self) and self._metadata == other._metadata
+        )
 
     def describe(self) -> str:
         return _describe(type(self), self._metadata)
@@ -286,6 +290,14 @@ class Node(Container[A]):
         self._value = value
         self._metadata = metadata
         self._owner = None
+
+    def copy(self) -> Self:
+        """A new box with the same value and metadata, owned by no Module."""
+        new = object.__new__(type(self))
+        new._value = self._value
+        new._metadata = self._metadata
+        new._owner = None
+        return new
 
     @classmethod
     def _unflatten(cls, metadata: _Metadata, children: Iterable[Any]) -> Self:

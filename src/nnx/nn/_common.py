@@ -17,6 +17,7 @@ def reshape(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """`jnp.reshape`, typed (its annotations differ between JAX releases)."""
     return _reshape(x, shape)
 
+
 MSG_NO_MODE: Final = (
     "{layer}: cannot tell whether to {what}. Pass `{arg}=...` to the call, set it on the "
     "layer ({layer}(..., {arg}=...)), or give a Context flag: "
@@ -25,7 +26,12 @@ MSG_NO_MODE: Final = (
 
 
 def resolve_flag(
-    layer: str, arg: str, what: str, call_value: bool | None, attribute: bool | None, ctx: Context | None
+    layer: str,
+    arg: str,
+    what: str,
+    call_value: bool | None,
+    attribute: bool | None,
+    ctx: Context | None,
 ) -> bool:
     """The first non-None of the call argument, the attribute, the Context flag."""
     if call_value is not None:

@@ -19,6 +19,10 @@ from ._dtypes import canonicalize_dtype
 __all__ = ["BatchNorm"]
 
 
+_default_bias_init = initializers.zeros()
+_default_scale_init = initializers.ones()
+
+
 def _feature_shape(ndim: int, axis: int, size: int) -> tuple[int, ...]:
     shape = [1] * ndim
     shape[axis % ndim] = size
@@ -51,8 +55,8 @@ class BatchNorm(Module):
         param_dtype: Any = jnp.float32,
         use_bias: bool = True,
         use_scale: bool = True,
-        bias_init: initializers.Initializer = initializers.zeros(),
-        scale_init: initializers.Initializer = initializers.ones(),
+        bias_init: initializers.Initializer = _default_bias_init,
+        scale_init: initializers.Initializer = _default_scale_init,
         axis_name: str | None = None,
         axis_index_groups: Any = None,
         ctx: Context,
@@ -60,8 +64,12 @@ class BatchNorm(Module):
         feature_shape = (num_features,)
         self.mean = BatchStat(jnp.zeros(feature_shape, jnp.float32))
         self.var = BatchStat(jnp.ones(feature_shape, jnp.float32))
-        self.scale = Param(scale_init(ctx.make_rng("params"), feature_shape, param_dtype) if use_scale else None)
-        self.bias = Param(bias_init(ctx.make_rng("params"), feature_shape, param_dtype) if use_bias else None)
+        self.scale = Param(
+            scale_init(ctx.make_rng("params"), feature_shape, param_dtype) if use_scale else None
+        )
+        self.bias = Param(
+            bias_init(ctx.make_rng("params"), feature_shape, param_dtype) if use_bias else None
+        )
         self.num_features = num_features
         self.use_running_average = use_running_average
         self.axis = axis

@@ -1,0 +1,43 @@
+"""The README's Python blocks run, in order, in one namespace."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import nnx
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_readme_has_python_blocks() -> None:
+    assert len(_python_blocks()) >= 4
+
+
+def test_readme_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
+    namespace: dict[str, object] = {"__name__": "readme"}
+    for block in _python_blocks():
+        exec(compile(block, str(README), "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "State({\n  ('b',): Param(value=Array(float32[2]))," in out
+    assert "TraceContextError" in out
+    model: object = namespace["model"]
+    assert isinstance(model, nnx.Module)
+    assert model.count == 2  # type: ignore[attr-defined]
+
+
+def test_readme_commands_are_the_ci_commands() -> None:
+    text = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    test_command = "python3 -m pip install --quiet nox uv && python3 -m nox"
+    assert test_command in text
+    assert "INSTALL_STEP='python3 -m pip install --quiet nox uv'" in ci
+    assert "NOX_STEP='python3 -m nox'" in ci
+    assert 'python3 -m pip install -e ".[examples]" && python3 examples/train_digits.py' in text
+    assert (README.parent / "examples" / "train_digits.py").exists()
