@@ -574,7 +574,9 @@ class _Layout:
         self.mutable_statics = mutable
 
     def is_valid(self, version: int) -> bool:
-        return self.version == version and all(
+        if self.version != version:
+            return False
+        return not self.mutable_statics or all(
             d.get(name, _MISSING) == snapshot for d, name, snapshot in self.mutable_statics
         )
 
@@ -595,21 +597,27 @@ def _build_graph_cache(root: Module) -> _GraphCache:
     leaf_slots: list[tuple[dict[str, Any], str, bool]] = []
     mutable_statics: list[tuple[dict[str, Any], str, Any]] = []
 
+    get_version = _version_slot.__get__
+    get_layout = _layout_slot.__get__
+
     def visit(module: Module, prefix: Path) -> ModuleDef[Any] | int:
         index = index_of.get(id(module))
         if index is not None:
             return index
         index = index_of[id(module)] = len(modules)
         modules.append(module)
-        layout = _layout(module)
-        mutable_statics.extend(layout.mutable_statics)
+        layout: _Layout | None = get_layout(module)
+        if layout is None or not layout.is_valid(get_version(module)):
+            layout = _layout(module)
+        if layout.mutable_statics:
+            mutable_statics.extend(layout.mutable_statics)
         d = _vars(module)
         submodules: list[tuple[str | int, ModuleDef[Any] | int]] = []
         for key, name, kind in layout.entries:
             if kind == MODULE:
-                submodules.append((key, visit(d[name], (*prefix, key))))
+                submodules.append((key, visit(d[name], prefix + (key,))))  # noqa: RUF005 - faster
             else:
-                paths.append((*prefix, key))
+                paths.append(prefix + (key,))  # noqa: RUF005 - faster
                 leaf_slots.append((d, name, kind == CONTAINER_NODE))
         return ModuleDef(
             type(module), index, tuple(submodules), layout.statics, layout.leaf_keys, layout.keys
