@@ -45,6 +45,12 @@ from ._module import (
 from ._nodes import is_node as is_node, register_node_type as register_node_type
 from ._pytree import Pytree as Pytree
 from ._state import State as State
+from ._transforms import (
+    grad as grad,
+    jit as jit,
+    remat as remat,
+    value_and_grad as value_and_grad,
+)
 from ._variables import (
     BatchStat as BatchStat,
     Cache as Cache,

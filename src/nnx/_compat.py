@@ -106,3 +106,15 @@ def register_pytree_node(
     jax.tree_util.register_pytree_node(  # pyright: ignore[reportUnknownMemberType]
         nodetype, flatten, unflatten
     )
+
+
+# JAX's transforms, typed loosely once here: their own annotations are partially
+# unknown to pyright and differ between releases. nnx's wrappers carry the precise
+# types (ParamSpec) for users.
+_AnyFn = Callable[..., Any]
+jax_jit: Callable[..., _AnyFn] = getattr(jax, "jit")  # noqa: B009
+jax_grad: Callable[..., _AnyFn] = getattr(jax, "grad")  # noqa: B009
+jax_value_and_grad: Callable[..., _AnyFn] = getattr(jax, "value_and_grad")  # noqa: B009
+jax_checkpoint: Callable[..., _AnyFn] = getattr(jax, "checkpoint")  # noqa: B009
+jax_vmap: Callable[..., _AnyFn] = getattr(jax, "vmap")  # noqa: B009
+jax_eval_shape: Callable[..., Any] = getattr(jax, "eval_shape")  # noqa: B009

@@ -490,7 +490,15 @@ class _GraphCache:
     structural change (every such change bumps that module's version) and no
     mutable static attribute (list, dict, set) was changed in place."""
 
-    __slots__ = ("leaf_slots", "moduledef", "modules", "mutable_statics", "paths", "versions")
+    __slots__ = (
+        "leaf_slots",
+        "moduledef",
+        "modules",
+        "mutable_statics",
+        "paths",
+        "spec",
+        "versions",
+    )
 
     def __init__(
         self,
@@ -506,6 +514,31 @@ class _GraphCache:
         self.paths = paths
         self.leaf_slots = leaf_slots
         self.mutable_statics = mutable_statics
+        self.spec: GraphSpec | None = None  # made on first use by a transform
+
+    def get_spec(self) -> GraphSpec:
+        spec = self.spec
+        if spec is None:
+            boxes = tuple(
+                (d[name].__class__, d[name]._metadata) if boxed else None
+                for d, name, boxed in self.leaf_slots
+            )
+            spec = self.spec = GraphSpec(self.moduledef, tuple(self.paths), boxes)
+        return spec
+
+    def raw_leaves(self) -> list[Any]:
+        """The current leaf values, unboxed (what a transform passes to JAX)."""
+        return [d[name]._value if boxed else d[name] for d, name, boxed in self.leaf_slots]
+
+    def write_raw(self, indices: Iterable[int], values: Iterable[Any]) -> None:
+        """Write unboxed values back into the leaf slots at `indices`."""
+        slots = self.leaf_slots
+        for i, value in zip(indices, values):
+            d, name, boxed = slots[i]
+            if boxed:
+                d[name]._value = value
+            else:
+                d[name] = value
 
     def is_valid(self) -> bool:
         get_version = _version_slot.__get__
@@ -520,6 +553,63 @@ class _GraphCache:
         return [d[name] for d, name, _ in self.leaf_slots]
 
 
+class GraphSpec:
+    """The static description of a partitioned graph that transforms key on: its
+    ModuleDef, its paths and, per leaf, the Variable kind and metadata (or None for a
+    raw array). Hashable; equal for equal structure."""
+
+    __slots__ = ("_hash", "boxes", "moduledef", "paths")
+
+    def __init__(
+        self,
+        moduledef: ModuleDef[Any],
+        paths: tuple[Path, ...],
+        boxes: tuple[tuple[type[Node[Any]], Any] | None, ...],
+    ) -> None:
+        self.moduledef = moduledef
+        self.paths = paths
+        self.boxes = boxes
+        self._hash = hash((moduledef, paths, boxes))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, GraphSpec):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.paths == other.paths
+            and self.boxes == other.boxes
+            and self.moduledef == other.moduledef
+        )
+
+    def state(self, raw_leaves: Iterable[Any]) -> State[Any]:
+        """The State these unboxed leaves stand for."""
+        entries: dict[Path, Any] = {}
+        for path, box, value in zip(self.paths, self.boxes, raw_leaves):
+            if box is not None:
+                node = object.__new__(box[0])
+                node._value, node._metadata, node._owner = value, box[1], None
+                value = node
+            entries[path] = value
+        return State._from_sorted(entries)
+
+    def merge(self, raw_leaves: Iterable[Any]) -> Any:
+        return _unflatten(self.moduledef, _combine_states((self.state(raw_leaves),)))
+
+
+def graph_cache(root: Module) -> _GraphCache:
+    """The (valid) structure cache of the graph under `root`."""
+    cache: _GraphCache | None = _cache_slot.__get__(root)
+    if cache is None or not cache.is_valid():
+        cache = _build_graph_cache(root)
+        _cache_slot.__set__(root, cache)
+    return cache
+
+
 def _flatten(
     root: Module, copy_leaves: bool = True
 ) -> tuple[ModuleDef[Any], list[Path], list[Any]]:
@@ -528,11 +618,7 @@ def _flatten(
     The structure is cached on `root` and reused while it is valid, so repeated
     partitions of an unchanged model only gather the current leaves.
     """
-    cache: _GraphCache | None = _cache_slot.__get__(root)
-    if cache is not None and cache.is_valid():
-        return cache.moduledef, cache.paths, cache.leaves(copy_leaves)
-    cache = _build_graph_cache(root)
-    _cache_slot.__set__(root, cache)
+    cache = graph_cache(root)
     return cache.moduledef, cache.paths, cache.leaves(copy_leaves)
 
 
@@ -1186,3 +1272,77 @@ def _update_state(root: Module, mapping: dict[Path, Any]) -> None:
             _vars(module)[name] = payload
         if structural:
             _bump(module)
+
+
+def _shape_mismatch(old: ModuleDef[Any], new: ModuleDef[Any], where: str) -> str | None:
+    """Where the submodule structure of `new` differs from `old`, if anywhere."""
+    if old.type is not new.type:
+        return f"{where} changed type from {old.type.__name__} to {new.type.__name__}"
+    old_subs, new_subs = dict(old.submodules), dict(new.submodules)
+    if old_subs.keys() != new_subs.keys():
+        added = sorted(map(str, new_subs.keys() - old_subs.keys()))
+        removed = sorted(map(str, old_subs.keys() - new_subs.keys()))
+        return f"{where}: submodules added {added}, removed {removed}"
+    for key, old_sub in old_subs.items():
+        new_sub = new_subs[key]
+        if isinstance(old_sub, int) or isinstance(new_sub, int):
+            old_ref = old_sub if isinstance(old_sub, int) else old_sub.index
+            new_ref = new_sub if isinstance(new_sub, int) else new_sub.index
+            if isinstance(old_sub, int) != isinstance(new_sub, int) or old_ref != new_ref:
+                return f"{where}.{key}: the sharing of submodules changed"
+            continue
+        found = _shape_mismatch(old_sub, new_sub, f"{where}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
+def apply_graph_update(root: Module, new_moduledef: ModuleDef[Any], state: State[Any]) -> None:
+    """Write a transform's result back into `root`: the State's values and, if the
+    structure changed inside (attributes added, removed or made static), that too.
+
+    New or removed *submodules* cannot be written back: that raises ValueError
+    before anything changes.
+    """
+    old_moduledef = root.get_module_def()
+    mapping = _combine_states((state,))
+    if old_moduledef == new_moduledef:
+        _update_state(root, mapping)
+        return
+    problem = _shape_mismatch(old_moduledef, new_moduledef, type(root).__name__)
+    if problem is not None:
+        raise ValueError(
+            f"Cannot write the transform's changes back: {problem}. Create submodules "
+            "outside the transform (e.g. in __init__), not inside it."
+        )
+    modules = {index: module for index, (_, module) in enumerate(root.modules())}
+    stack: list[ModuleDef[Any]] = [new_moduledef]
+    edits: list[tuple[Module, dict[str, Any], list[str]]] = []
+    while stack:
+        md = stack.pop()
+        module = modules[md.index]
+        d = _vars(module)
+        new_statics = dict(md.static_fields)
+        keep = {_attr_name(k) for k in md.keys}
+        removed = [
+            name
+            for name, value in d.items()
+            if name not in keep and name not in new_statics and kind_of(value) != MODULE
+        ]
+        changed = {
+            name: value
+            for name, value in new_statics.items()
+            if name not in d or d[name] is not value
+        }
+        if changed or removed:
+            _check_trace(module, next(iter(changed), removed[0] if removed else ""))
+            edits.append((module, changed, removed))
+        stack.extend(s for _, s in md.submodules if isinstance(s, ModuleDef))
+    for module, changed, removed in edits:
+        d = _vars(module)
+        for name in removed:
+            del d[name]
+        for name, value in changed.items():
+            d[name] = _freeze_static(value)
+        _bump(module)
+    _update_state(root, mapping)

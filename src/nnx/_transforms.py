@@ -1,0 +1,549 @@
+"""Lifted transforms: JAX transforms that take Modules and keep their state in sync.
+
+Each one splits the Modules among the arguments into pytrees, runs the JAX transform
+on a function that rebuilds them, and writes what changed inside back into the
+caller's Modules, in place. A `Context` argument is split into a `PureContext` and
+rebuilt inside, so its streams can be used there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, Final, Literal, TypeVar, cast, overload
+
+from typing_extensions import ParamSpec
+
+from ._compat import jax_checkpoint, jax_grad, jax_jit, jax_value_and_grad, register_pytree_node
+from ._context import Context, PureContext
+from ._filters import Filter
+from ._helpers import Sequence as ModuleSequence
+from ._module import (
+    GraphSpec,
+    Module,
+    _check_trace,
+    apply_graph_update,
+    graph_cache,
+)
+from ._state import State
+from ._variables import Param
+
+__all__ = ["grad", "jit", "remat", "value_and_grad"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+M = TypeVar("M", bound=Module)
+V = TypeVar("V")
+
+MSG_EXPECTED_MODULE: Final = (
+    "{transform} expects a Module as its first argument, got {type}. Call it as "
+    "{transform}(f)(model, *args), with f(model, *args)."
+)
+
+
+class _Static:
+    """A leafless pytree carrying a hashable value (an output the caller needs
+    but JAX must not trace)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+register_pytree_node(_Static, lambda s: ((), s.value), lambda value, _: _Static(value))
+
+
+# ------------------------------------------------------------------------------------
+# Splitting the arguments of a lifted call
+
+
+class _Split:
+    """The Modules and Contexts among a call's arguments, split out of them.
+
+    Top-level Module arguments are grouped into one graph (so sharing between them
+    survives), given to JAX as a list of unboxed leaves plus a hashable GraphSpec.
+    """
+
+    __slots__ = ("args", "kwargs", "module_slots", "root")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        slots: list[int | str] = []
+        new_args: list[Any] = []
+        for i, a in enumerate(args):
+            if isinstance(a, Module):
+                slots.append(i)
+                new_args.append(None)
+            elif isinstance(a, Context):
+                new_args.append(a.partition())
+            else:
+                new_args.append(a)
+        new_kwargs: dict[str, Any] = {}
+        for k, a in kwargs.items():
+            if isinstance(a, Module):
+                slots.append(k)
+                new_kwargs[k] = None
+            elif isinstance(a, Context):
+                new_kwargs[k] = a.partition()
+            else:
+                new_kwargs[k] = a
+        self.module_slots = tuple(slots)
+        self.args = tuple(new_args)
+        self.kwargs = new_kwargs
+        modules = [args[s] if isinstance(s, int) else kwargs[s] for s in slots]
+        self.root: Module | None
+        if not modules:
+            self.root = None
+        elif len(modules) == 1:
+            self.root = modules[0]
+        else:
+            self.root = ModuleSequence(modules)
+
+
+def _rebuild_call(
+    module_slots: tuple[int | str, ...],
+    root: Module | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    """Put the (rebuilt) modules and Contexts back into the arguments."""
+    full_args = [a.merge() if isinstance(a, PureContext) else a for a in args]
+    full_kwargs = {k: a.merge() if isinstance(a, PureContext) else a for k, a in kwargs.items()}
+    if root is not None:
+        modules = [root] if len(module_slots) == 1 else list(cast(ModuleSequence, root))
+        for slot, module in zip(module_slots, modules):
+            if isinstance(slot, int):
+                full_args[slot] = module
+            else:
+                full_kwargs[slot] = module
+    return full_args, full_kwargs
+
+
+def _changed(old: Sequence[Any], new: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(i for i, (a, b) in enumerate(zip(old, new)) if a is not b)
+
+
+def _write_back(root: Module, spec: GraphSpec, result: tuple[Any, ...]) -> None:
+    """Write `(changed values, _Static((new_spec | None, changed indices)))` into root."""
+    values, static = result
+    new_spec, indices = static.value
+    _check_trace(root, "<state>")
+    if new_spec is None:
+        graph_cache(root).write_raw(indices, values)
+    else:  # the structure changed inside: every leaf came back
+        apply_graph_update(root, new_spec.moduledef, new_spec.state(values))
+
+
+def _outputs(root: Module, spec: GraphSpec, leaves: list[Any]) -> tuple[list[Any], _Static]:
+    """What a transformed function returns about its module graph."""
+    cache = graph_cache(root)
+    new_spec = cache.get_spec()
+    new_leaves = cache.raw_leaves()
+    if new_spec == spec:
+        changed = _changed(leaves, new_leaves)
+        return [new_leaves[i] for i in changed], _Static((None, changed))
+    return new_leaves, _Static((new_spec, tuple(range(len(new_leaves)))))
+
+
+# ------------------------------------------------------------------------------------
+# jit
+
+
+class _JitStatic:
+    """The hashable part of an `nnx.jit` call: graph spec, module positions, static
+    arguments."""
+
+    __slots__ = ("_hash", "module_slots", "spec", "static_args")
+
+    def __init__(
+        self,
+        spec: GraphSpec | None,
+        module_slots: tuple[int | str, ...],
+        static_args: tuple[tuple[int | str, Any], ...],
+    ) -> None:
+        self.spec = spec
+        self.module_slots = module_slots
+        self.static_args = static_args
+        self._hash = hash((spec, module_slots, static_args))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, _JitStatic)
+            and self._hash == other._hash
+            and self.module_slots == other.module_slots
+            and self.static_args == other.static_args
+            and self.spec == other.spec
+        )
+
+
+@overload
+def jit(
+    fun: Callable[P, R],
+    /,
+    *,
+    stateful: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    donate_argnums: int | Sequence[int] = (),
+    **jit_kwargs: Any,
+) -> Callable[P, R]: ...
+@overload
+def jit(
+    fun: None = None,
+    /,
+    *,
+    stateful: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    donate_argnums: int | Sequence[int] = (),
+    **jit_kwargs: Any,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def jit(
+    fun: Callable[P, R] | None = None,
+    /,
+    *,
+    stateful: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    donate_argnums: int | Sequence[int] = (),
+    **jit_kwargs: Any,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """`jax.jit` for functions of Modules: `nnx.jit(step)(model, x)`.
+
+    Module arguments (top-level, positional or keyword) are split into their state,
+    traced, and every change made inside (new values, new Variables, static
+    attributes) is written back into them after the call; `stateful=False` discards
+    the changes. `ctx=` Contexts are split and rebuilt inside. Retraces when a
+    module's structure, a static attribute, or a leaf's shape/dtype changes. Keeps
+    `fun`'s signature for type checkers; works as a decorator, also on methods.
+    """
+    if fun is None:
+
+        def decorator(f: Callable[P, R]) -> Callable[P, R]:
+            return jit(
+                f,
+                stateful=stateful,
+                static_argnums=static_argnums,
+                static_argnames=static_argnames,
+                donate_argnums=donate_argnums,
+                **jit_kwargs,
+            )
+
+        return decorator
+    f: Callable[..., Any] = fun
+    static_nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    static_names = (
+        (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    )
+    donate = (donate_argnums,) if isinstance(donate_argnums, int) else tuple(donate_argnums)
+
+    def inner(
+        static: _JitStatic, leaves: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        args_list = list(args)
+        for slot, value in static.static_args:
+            if isinstance(slot, int):
+                args_list[slot] = value
+            else:
+                kwargs = {**kwargs, slot: value}
+        spec = static.spec
+        root = spec.merge(leaves) if spec is not None else None
+        call_args, call_kwargs = _rebuild_call(static.module_slots, root, tuple(args_list), kwargs)
+        out = f(*call_args, **call_kwargs)
+        if root is None or spec is None or not stateful:
+            return out, None
+        return out, _outputs(root, spec, leaves)
+
+    # donating a module's leaves would invalidate the arrays the module still holds
+    jitted = jax_jit(
+        inner, static_argnums=(0,), donate_argnums=(1,) if 0 in donate else (), **jit_kwargs
+    )
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        split = _Split(args, kwargs)
+        call_args = list(split.args)
+        static_args: list[tuple[int | str, Any]] = []
+        for i in static_nums:
+            static_args.append((i, call_args[i]))
+            call_args[i] = None
+        call_kwargs = split.kwargs
+        for name in static_names:
+            if name in call_kwargs:
+                static_args.append((name, call_kwargs[name]))
+                call_kwargs = {k: v for k, v in call_kwargs.items() if k != name}
+        root = split.root
+        if root is None:
+            static = _JitStatic(None, (), tuple(static_args))
+            out, _ = jitted(static, [], tuple(call_args), call_kwargs)
+            return out  # type: ignore[no-any-return]
+        cache = graph_cache(root)
+        spec = cache.get_spec()
+        static = _JitStatic(spec, split.module_slots, tuple(static_args))
+        out, result = jitted(static, cache.raw_leaves(), tuple(call_args), call_kwargs)
+        if result is not None:
+            _write_back(root, spec, result)
+        return out  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+# ------------------------------------------------------------------------------------
+# grad / value_and_grad
+
+
+def _grad_transform(
+    fun: Callable[..., Any],
+    wrt: Filter,
+    *,
+    stateful: bool,
+    has_aux: bool,
+    holomorphic: bool,
+    allow_int: bool,
+    with_value: bool,
+    name: str,
+) -> Callable[..., Any]:
+    def inner(
+        diff: State[Any],
+        rest: State[Any],
+        spec_box: _Static,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, Any]:
+        moduledef = spec_box.value
+        module = moduledef.merge(diff, rest)
+        call_args, call_kwargs = _rebuild_call((0,), module, (None, *args), kwargs)
+        out = fun(*call_args, **call_kwargs)
+        loss, aux = out if has_aux else (out, None)
+        updates = module.partition() if stateful else None
+        return loss, (aux, updates)
+
+    transform = jax_value_and_grad if with_value else jax_grad
+    differentiate = transform(inner, has_aux=True, holomorphic=holomorphic, allow_int=allow_int)
+
+    @functools.wraps(fun)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not args or not isinstance(args[0], Module):
+            got = type(args[0]).__name__ if args else "no arguments"
+            raise TypeError(MSG_EXPECTED_MODULE.format(transform=name, type=got))
+        module: Module = args[0]
+        (diff, rest), moduledef = module.partition(wrt, ...)
+        split = _Split(args[1:], kwargs)
+        if split.root is not None:
+            raise TypeError(f"{name}: only the first argument may be a Module")
+        result = differentiate(diff, rest, _Static(moduledef), split.args, split.kwargs)
+        value: Any = None
+        if with_value:
+            (value, (aux, updates)), grads = result
+        else:
+            grads, (aux, updates) = result
+        if updates is not None:
+            new_state, new_moduledef = updates
+            apply_graph_update(module, new_moduledef, new_state)
+        if with_value:
+            return ((value, aux), grads) if has_aux else (value, grads)
+        return (grads, aux) if has_aux else grads
+
+    return wrapper
+
+
+@overload
+def grad(  # type: ignore[overload-overlap]
+    fun: Callable[Concatenate[M, P], Any],
+    /,
+    wrt: type[V],
+    *,
+    stateful: bool = True,
+    has_aux: Literal[False] = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], State[V]]: ...
+@overload
+def grad(
+    fun: Callable[Concatenate[M, P], Any],
+    /,
+    wrt: Filter = Param,
+    *,
+    stateful: bool = True,
+    has_aux: Literal[False] = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], State[Param[Any]]]: ...
+@overload
+def grad(  # type: ignore[overload-overlap]
+    fun: Callable[Concatenate[M, P], tuple[Any, R]],
+    /,
+    wrt: type[V],
+    *,
+    stateful: bool = True,
+    has_aux: Literal[True],
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[State[V], R]]: ...
+@overload
+def grad(
+    fun: Callable[Concatenate[M, P], tuple[Any, R]],
+    /,
+    wrt: Filter = Param,
+    *,
+    stateful: bool = True,
+    has_aux: Literal[True],
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[State[Param[Any]], R]]: ...
+def grad(
+    fun: Callable[..., Any],
+    /,
+    wrt: Filter = Param,
+    *,
+    stateful: bool = True,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[..., Any]:
+    """The gradient of `fun(module, *args)` with respect to the module's `wrt` state.
+
+    Returns a State holding exactly the entries `wrt` selects (shared parameters
+    appear once, with their summed gradient); `(grads, aux)` with `has_aux`. Changes
+    `fun` makes to the module (counters, batch statistics) are written back unless
+    `stateful=False`. Integer Variables selected by `wrt` need `allow_int=True`.
+    """
+    return _grad_transform(
+        fun,
+        wrt,
+        stateful=stateful,
+        has_aux=has_aux,
+        holomorphic=holomorphic,
+        allow_int=allow_int,
+        with_value=False,
+        name="nnx.grad",
+    )
+
+
+@overload
+def value_and_grad(  # type: ignore[overload-overlap]
+    fun: Callable[Concatenate[M, P], R],
+    /,
+    wrt: type[V],
+    *,
+    stateful: bool = True,
+    has_aux: Literal[False] = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[R, State[V]]]: ...
+@overload
+def value_and_grad(
+    fun: Callable[Concatenate[M, P], R],
+    /,
+    wrt: Filter = Param,
+    *,
+    stateful: bool = True,
+    has_aux: Literal[False] = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[R, State[Param[Any]]]]: ...
+@overload
+def value_and_grad(
+    fun: Callable[Concatenate[M, P], R],
+    /,
+    wrt: Filter = Param,
+    *,
+    stateful: bool = True,
+    has_aux: Literal[True],
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[R, State[Any]]]: ...
+def value_and_grad(
+    fun: Callable[..., Any],
+    /,
+    wrt: Filter = Param,
+    *,
+    stateful: bool = True,
+    has_aux: bool = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[..., Any]:
+    """Like `nnx.grad`, returning `(value, grads)` (`((value, aux), grads)` with
+    `has_aux`)."""
+    return _grad_transform(
+        fun,
+        wrt,
+        stateful=stateful,
+        has_aux=has_aux,
+        holomorphic=holomorphic,
+        allow_int=allow_int,
+        with_value=True,
+        name="nnx.value_and_grad",
+    )
+
+
+# ------------------------------------------------------------------------------------
+# remat
+
+
+@overload
+def remat(
+    fun: Callable[P, R],
+    /,
+    *,
+    prevent_cse: bool = True,
+    policy: Callable[..., bool] | None = None,
+) -> Callable[P, R]: ...
+@overload
+def remat(
+    fun: None = None,
+    /,
+    *,
+    prevent_cse: bool = True,
+    policy: Callable[..., bool] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def remat(
+    fun: Callable[P, R] | None = None,
+    /,
+    *,
+    prevent_cse: bool = True,
+    policy: Callable[..., bool] | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """`jax.checkpoint` for functions of Modules: activations inside are recomputed
+    on the backward pass instead of stored. Module changes are written back."""
+    if fun is None:
+
+        def decorator(f: Callable[P, R]) -> Callable[P, R]:
+            return remat(f, prevent_cse=prevent_cse, policy=policy)
+
+        return decorator
+    f: Callable[..., Any] = fun
+
+    def inner(
+        leaves: list[Any], spec_box: _Static, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        spec: GraphSpec | None
+        spec, module_slots = spec_box.value
+        root = spec.merge(leaves) if spec is not None else None
+        call_args, call_kwargs = _rebuild_call(module_slots, root, args, kwargs)
+        out = f(*call_args, **call_kwargs)
+        if root is None or spec is None:
+            return out, None
+        return out, _outputs(root, spec, leaves)
+
+    checkpointed = jax_checkpoint(inner, prevent_cse=prevent_cse, policy=policy)
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        split = _Split(args, kwargs)
+        root = split.root
+        if root is None:
+            out, _ = checkpointed([], _Static((None, ())), split.args, split.kwargs)
+            return out  # type: ignore[no-any-return]
+        cache = graph_cache(root)
+        spec = cache.get_spec()
+        out, result = checkpointed(
+            cache.raw_leaves(), _Static((spec, split.module_slots)), split.args, split.kwargs
+        )
+        _write_back(root, spec, result)
+        return out  # type: ignore[no-any-return]
+
+    return wrapper
