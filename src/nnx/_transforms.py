@@ -187,7 +187,6 @@ def jit(
     stateful: bool = True,
     static_argnums: int | Sequence[int] = (),
     static_argnames: str | Sequence[str] = (),
-    donate_argnums: int | Sequence[int] = (),
     **jit_kwargs: Any,
 ) -> Callable[P, R]: ...
 @overload
@@ -198,7 +197,6 @@ def jit(
     stateful: bool = True,
     static_argnums: int | Sequence[int] = (),
     static_argnames: str | Sequence[str] = (),
-    donate_argnums: int | Sequence[int] = (),
     **jit_kwargs: Any,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def jit(
@@ -208,7 +206,6 @@ def jit(
     stateful: bool = True,
     static_argnums: int | Sequence[int] = (),
     static_argnames: str | Sequence[str] = (),
-    donate_argnums: int | Sequence[int] = (),
     **jit_kwargs: Any,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """`jax.jit` for functions of Modules: `nnx.jit(step)(model, x)`.
@@ -228,7 +225,6 @@ def jit(
                 stateful=stateful,
                 static_argnums=static_argnums,
                 static_argnames=static_argnames,
-                donate_argnums=donate_argnums,
                 **jit_kwargs,
             )
 
@@ -238,7 +234,6 @@ def jit(
     static_names = (
         (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
     )
-    donate = (donate_argnums,) if isinstance(donate_argnums, int) else tuple(donate_argnums)
 
     def inner(
         static: _JitStatic, leaves: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -257,10 +252,11 @@ def jit(
             return out, None
         return out, _outputs(root, spec, leaves)
 
-    # donating a module's leaves would invalidate the arrays the module still holds
-    jitted = jax_jit(
-        inner, static_argnums=(0,), donate_argnums=(1,) if 0 in donate else (), **jit_kwargs
-    )
+    if "donate_argnums" in jit_kwargs or "donate_argnames" in jit_kwargs:
+        # a donated leaf that comes back unchanged would leave the module holding a
+        # deleted buffer
+        raise NotImplementedError("nnx.jit does not support buffer donation yet")
+    jitted = jax_jit(inner, static_argnums=(0,), **jit_kwargs)
 
     @functools.wraps(f)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
