@@ -44,8 +44,12 @@ from ._module import (
 )
 from ._nodes import is_node as is_node, register_node_type as register_node_type
 from ._pytree import Pytree as Pytree
+from ._scan import Scan as Scan, ScanModule as ScanModule, ScanOptions as ScanOptions, scan as scan
 from ._state import State as State
 from ._transforms import (
+    Remat as Remat,
+    RematModule as RematModule,
+    eval_shape as eval_shape,
     grad as grad,
     jit as jit,
     remat as remat,

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, Final, Literal, TypeVar, cast, overload
+from typing import Any, Concatenate, Final, Generic, Literal, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
-from ._compat import jax_checkpoint, jax_grad, jax_jit, jax_value_and_grad, register_pytree_node
+from ._compat import (
+    jax_checkpoint,
+    jax_eval_shape,
+    jax_grad,
+    jax_jit,
+    jax_value_and_grad,
+    register_pytree_node,
+)
 from ._context import Context, PureContext
 from ._filters import Filter
 from ._helpers import Sequence as ModuleSequence
@@ -28,7 +35,7 @@ from ._module import (
 from ._state import State
 from ._variables import Param
 
-__all__ = ["grad", "jit", "remat", "value_and_grad"]
+__all__ = ["Remat", "RematModule", "eval_shape", "grad", "jit", "remat", "value_and_grad"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -127,6 +134,8 @@ def _write_back(root: Module, spec: GraphSpec, result: tuple[Any, ...]) -> None:
     """Write `(changed values, _Static((new_spec | None, changed indices)))` into root."""
     values, static = result
     new_spec, indices = static.value
+    if new_spec is None and not indices:
+        return  # nothing changed: reading a module is allowed under any trace
     _check_trace(root, "<state>")
     if new_spec is None:
         graph_cache(root).write_raw(indices, values)
@@ -543,3 +552,68 @@ def remat(
         return out  # type: ignore[no-any-return]
 
     return wrapper
+
+
+# ------------------------------------------------------------------------------------
+# Remat (module form) and eval_shape
+
+
+class RematModule(Module, Generic[M]):
+    """A module whose calls are rematerialized (see `nnx.Remat`)."""
+
+    remat_module: M
+
+    def __init__(
+        self, remat_module: M, prevent_cse: bool, policy: Callable[..., bool] | None
+    ) -> None:
+        self.remat_module = remat_module
+        self.prevent_cse = prevent_cse
+        self.policy = policy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return remat(_call_module, prevent_cse=self.prevent_cse, policy=self.policy)(
+            self.remat_module, *args, **kwargs
+        )
+
+
+def _call_module(module: Any, *args: Any, **kwargs: Any) -> Any:
+    return module(*args, **kwargs)
+
+
+def Remat(
+    constructor: Callable[P, M],
+    /,
+    *,
+    prevent_cse: bool = True,
+    policy: Callable[..., bool] | None = None,
+) -> Callable[P, RematModule[M]]:
+    """A factory of `RematModule`s: `nnx.Remat(Block)(dim, ctx=ctx)` builds a Block
+    whose calls run under `jax.checkpoint` (see `nnx.remat`)."""
+
+    def build(*args: P.args, **kwargs: P.kwargs) -> RematModule[M]:
+        return RematModule(constructor(*args, **kwargs), prevent_cse, policy)
+
+    return build
+
+
+def eval_shape(fun: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `fun` abstractly (no FLOPs, no memory): arrays come back as
+    `jax.ShapeDtypeStruct`s. A Module result comes back as a Module whose state is
+    abstract, e.g. to restore a checkpoint into: `nnx.eval_shape(lambda: Model(ctx=...))`.
+    """
+    f: Callable[..., Any] = fun
+
+    def inner(*a: Any, **k: Any) -> Any:
+        out = f(*a, **k)
+        if isinstance(out, Module):
+            state, moduledef = out.partition()
+            return _Static(True), state, moduledef
+        return _Static(False), out, None
+
+    split = _Split(args, kwargs)
+    if split.root is not None:
+        raise TypeError("nnx.eval_shape: Module arguments are not supported; build them inside")
+    is_module, out, moduledef = jax_eval_shape(inner, *split.args, **split.kwargs)
+    if is_module.value:
+        return moduledef.merge(out)  # type: ignore[no-any-return]
+    return out  # type: ignore[no-any-return]

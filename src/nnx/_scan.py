@@ -1,0 +1,323 @@
+"""Scan over layers: `nnx.scan` (a lifted `jax.lax.scan`) and `nnx.Scan` (a stack of
+`length` modules built with `jax.vmap`, applied with `nnx.scan`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar, cast
+
+import jax
+import jax.numpy as jnp
+from typing_extensions import ParamSpec, TypeIs
+
+from ._compat import jax_vmap
+from ._context import Context, ContextDef
+from ._filters import Filter, to_predicate
+from ._module import Module
+from ._state import State
+
+__all__ = ["Scan", "ScanModule", "ScanOptions", "scan"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+M = TypeVar("M", bound=Module)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanOptions:
+    """How state and RNG streams are treated by a scan over layers.
+
+    - `variable_axes`: `{filter: axis}` — state stacked along `axis`, one slice per
+      step (the layers' parameters);
+    - `variable_broadcast`: state shared by every step, read-only inside;
+    - `variable_carry`: state threaded from step to step (default: everything else);
+    - `split_rngs`: streams (a filter on their names: a name, a tuple of names, `...`)
+      split into one key per step; the other streams are broadcast.
+    """
+
+    variable_axes: tuple[tuple[Filter, int], ...] = ()
+    variable_broadcast: Filter = None
+    variable_carry: Filter = ...
+    split_rngs: Filter = None
+    in_axes: int | None = 0
+    out_axes: int = 0
+    length: int | None = None
+    reverse: bool = False
+    unroll: int = 1
+
+    @property
+    def filters(self) -> tuple[Filter, ...]:
+        return (*(f for f, _ in self.variable_axes), self.variable_broadcast, self.variable_carry)
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        return tuple(axis for _, axis in self.variable_axes)
+
+    def split_names(self, ctx: Context) -> tuple[str, ...]:
+        return tuple(name for name in ctx.rng_names if _names_stream(self.split_rngs, name))
+
+
+def _is_tuple(x: object) -> TypeIs[tuple[Any, ...]]:
+    return isinstance(x, tuple)
+
+
+def _names_stream(filter: Filter, name: str) -> bool:
+    """Whether a `split_rngs` filter selects the stream `name`: a name, a tuple of
+    filters, `...` (all), None (none), or a predicate called as `f((name,), name)`."""
+    if filter is None:
+        return False
+    if filter is Ellipsis:
+        return True
+    if isinstance(filter, str):
+        return filter == name
+    if _is_tuple(filter):
+        return any(_names_stream(f, name) for f in filter)
+    return bool(to_predicate(filter)((name,), name))
+
+
+def _options(
+    variable_axes: Mapping[Filter, int],
+    variable_broadcast: Filter,
+    variable_carry: Filter,
+    split_rngs: Filter,
+    in_axes: int | None,
+    out_axes: int,
+    length: int | None,
+    reverse: bool,
+    unroll: int,
+) -> ScanOptions:
+    return ScanOptions(
+        tuple(variable_axes.items()),
+        variable_broadcast,
+        variable_carry,
+        split_rngs,
+        in_axes,
+        out_axes,
+        length,
+        reverse,
+        unroll,
+    )
+
+
+_tree_leaves: Callable[[Any], list[Any]] = getattr(jax.tree_util, "tree_leaves")  # noqa: B009
+_tree_map: Callable[..., Any] = getattr(jax.tree_util, "tree_map")  # noqa: B009
+_moveaxis: Callable[[Any, int, int], Any] = getattr(jnp, "moveaxis")  # noqa: B009
+
+
+def _leading(tree: Any, axis: int | None) -> set[int]:
+    if axis is None:
+        return set()
+    sizes: set[int] = {int(x.shape[axis]) for x in _tree_leaves(tree)}
+    return sizes
+
+
+_split_key: Callable[[Any, int], jax.Array] = getattr(jax.random, "split")  # noqa: B009
+_lax_scan: Callable[..., Any] = getattr(jax.lax, "scan")  # noqa: B009
+
+
+def _move(tree: Any, source: int, destination: int) -> Any:
+    if source == destination:
+        return tree
+
+    def move(x: Any) -> Any:
+        return _moveaxis(x, source, destination)
+
+    return _tree_map(move, tree)
+
+
+def _scan_call(
+    options: ScanOptions,
+    fn: Callable[..., tuple[Any, Any]],
+    module: Module,
+    carry: Any,
+    xs: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    ctx: Context | None,
+) -> tuple[Any, Any]:
+    n_axes = len(options.variable_axes)
+    states, moduledef = module.partition(*options.filters)
+    axes_states = [_move(s, axis, 0) for s, axis in zip(states[:n_axes], options.axes)]
+    broadcast_state, carry_state = states[n_axes], states[n_axes + 1]
+    xs = _move(xs, options.in_axes, 0) if options.in_axes is not None else xs
+    lengths: set[int] = _leading(xs, 0 if options.in_axes is not None else None)
+    for s in axes_states:
+        lengths |= _leading(s, 0)
+    if options.length is not None:
+        lengths.add(options.length)
+    if len(lengths) != 1:
+        raise ValueError(
+            "nnx.scan: cannot tell the scan length: "
+            + (
+                f"the stacked state and inputs disagree ({sorted(lengths)})"
+                if lengths
+                else "nothing is stacked; pass length="
+            )
+        )
+    (length,) = lengths
+    split_keys: dict[str, jax.Array] = {}
+    broadcast_keys: dict[str, jax.Array] = {}
+    contextdef: ContextDef | None = None
+    if ctx is not None:
+        keys, contextdef = ctx.partition()
+        split = options.split_names(ctx)
+        split_keys = {k: _split_key(v, length) for k, v in keys.items() if k in split}
+        broadcast_keys = {k: v for k, v in keys.items() if k not in split}
+    xs_in = xs if options.in_axes is not None else None
+
+    def body(carry_in: tuple[Any, State[Any]], sliced: tuple[Any, ...]) -> tuple[Any, Any]:
+        user_carry, carry_state = carry_in
+        axes_slices, x, step_keys = sliced
+        layer = moduledef.merge(*axes_slices, broadcast_state, carry_state)
+        call_kwargs = dict(kwargs)
+        if contextdef is not None:
+            call_kwargs["ctx"] = contextdef.merge({**broadcast_keys, **step_keys})
+        x_arg = x if options.in_axes is not None else xs
+        new_carry, y = fn(layer, user_carry, x_arg, *args, **call_kwargs)
+        new_states, _ = layer.partition(*options.filters)
+        return (new_carry, new_states[n_axes + 1]), (y, tuple(new_states[:n_axes]))
+
+    (carry_out, carry_state_out), (ys, new_axes) = _lax_scan(
+        body,
+        (carry, carry_state),
+        (tuple(axes_states), xs_in, split_keys),
+        length=length,
+        reverse=options.reverse,
+        unroll=options.unroll,
+    )
+    updates = [_move(s, 0, axis) for s, axis in zip(new_axes, options.axes)]
+    module.update_state((*updates, carry_state_out))
+    return carry_out, _move(ys, 0, options.out_axes)
+
+
+def scan(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    variable_axes: Mapping[Filter, int] | None = None,
+    variable_broadcast: Filter = None,
+    variable_carry: Filter = ...,
+    split_rngs: Filter = None,
+    in_axes: int | None = 0,
+    out_axes: int = 0,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int = 1,
+) -> Any:
+    """A lifted `jax.lax.scan` over a module whose state is stacked ("scan over layers").
+
+    `scan(f)(module, carry, xs, *args, ctx=None, **kwargs)` calls
+    `f(layer, carry, x, *args, **kwargs) -> (carry, y)` once per step, `layer` being
+    the module with one slice of the `variable_axes` state, and returns
+    `(carry, ys)`. State changes inside (slices, carried state) are written back to
+    `module`. With `ctx=`, the streams named by `split_rngs` give each step its own
+    key. Works as a decorator, also on methods (`self` is the module).
+    """
+    options = _options(
+        variable_axes or {},
+        variable_broadcast,
+        variable_carry,
+        split_rngs,
+        in_axes,
+        out_axes,
+        length,
+        reverse,
+        unroll,
+    )
+
+    def decorate(f: Callable[P, R]) -> Callable[P, R]:
+        body = cast("Callable[..., tuple[Any, Any]]", f)
+
+        def wrapper(
+            module: Any, carry: Any, xs: Any, *args: Any, ctx: Context | None = None, **kwargs: Any
+        ) -> Any:
+            if not isinstance(module, Module):
+                raise TypeError(f"nnx.scan expects a Module first, got {type(module).__name__}")
+            return _scan_call(options, body, module, carry, xs, args, kwargs, ctx)
+
+        wrapper.__name__ = getattr(f, "__name__", "scan")
+        wrapper.__doc__ = getattr(f, "__doc__", None)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate if fn is None else decorate(fn)
+
+
+class ScanModule(Module, Generic[M]):
+    """`length` copies of a module with stacked state (see `nnx.Scan`)."""
+
+    scan_module: M
+
+    def __init__(self, scan_module: M, options: ScanOptions) -> None:
+        self.scan_module = scan_module
+        self.options = options
+
+    def __call__(
+        self, carry: Any, xs: Any, *args: Any, ctx: Context | None = None, **kwargs: Any
+    ) -> tuple[Any, Any]:
+        """`(carry, ys)` of calling each layer as `layer(carry, x, *args) -> (carry, y)`."""
+        return _scan_call(self.options, _call_layer, self.scan_module, carry, xs, args, kwargs, ctx)
+
+
+def _call_layer(layer: Any, carry: Any, x: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    out: tuple[Any, Any] = layer(carry, x, *args, **kwargs)
+    return out
+
+
+def Scan(
+    constructor: Callable[P, M],
+    /,
+    *,
+    variable_axes: Mapping[Filter, int] | None = None,
+    variable_broadcast: Filter = None,
+    variable_carry: Filter = ...,
+    split_rngs: Filter = None,
+    in_axes: int | None = 0,
+    out_axes: int = 0,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int = 1,
+) -> Callable[P, ScanModule[M]]:
+    """A factory of `ScanModule`s: `nnx.Scan(Block, variable_axes={nnx.Param: 0},
+    split_rngs="params", length=4)(dim, ctx=ctx)` builds 4 Blocks with stacked
+    state (each from its own `params` key); calling it scans `Block.__call__(carry, x)`
+    over them."""
+    options = _options(
+        variable_axes or {},
+        variable_broadcast,
+        variable_carry,
+        split_rngs,
+        in_axes,
+        out_axes,
+        length,
+        reverse,
+        unroll,
+    )
+
+    def build(*args: P.args, **kwargs: P.kwargs) -> ScanModule[M]:
+        if options.length is None:
+            raise ValueError("nnx.Scan needs length= to build the stacked layers")
+        n = options.length
+        call_kwargs: dict[str, Any] = dict(kwargs)
+        ctx = call_kwargs.pop("ctx", None)
+        keys: dict[str, Any] = {}
+        contextdef: ContextDef | None = None
+        split: tuple[str, ...] = ()
+        if isinstance(ctx, Context):
+            keys, contextdef = ctx.partition()
+            split = options.split_names(ctx)
+        split_keys = {k: _split_key(v, n) for k, v in keys.items() if k in split}
+        broadcast_keys = {k: v for k, v in keys.items() if k not in split}
+
+        def init(step_keys: dict[str, Any]) -> tuple[Any, Any]:
+            if contextdef is not None:
+                call_kwargs["ctx"] = contextdef.merge({**broadcast_keys, **step_keys})
+            make: Callable[..., Module] = constructor
+            states, moduledef = make(*args, **call_kwargs).partition(*options.filters)
+            return states, moduledef  # a plain tuple: vmap's out_axes prefix matches it
+
+        out_axes = ((*options.axes, None, None), None)
+        states, moduledef = jax_vmap(init, in_axes=(0,), out_axes=out_axes, axis_size=n)(split_keys)
+        return ScanModule(moduledef.merge(*states), options)
+
+    return build
