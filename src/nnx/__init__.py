@@ -2,6 +2,7 @@
 and shape-checked at run time."""
 
 from importlib.metadata import PackageNotFoundError, version as _version
+from typing import TYPE_CHECKING
 
 from . import nn as nn
 from ._compat import TraceState as TraceState
@@ -101,6 +102,19 @@ from .nn import (
     swish as swish,
     tanh as tanh,
 )
+
+if TYPE_CHECKING:
+    from ._train_state import TrainState as TrainState
+else:
+
+    def __getattr__(name: str) -> object:
+        # TrainState needs optax, an optional dependency: import it on first use.
+        if name == "TrainState":
+            from ._train_state import TrainState
+
+            return TrainState
+        raise AttributeError(f"module 'nnx' has no attribute {name!r}")
+
 
 try:
     __version__ = _version("nnx")

@@ -237,12 +237,16 @@ class Container(Generic[A]):
         # For type checkers only: a class-level annotation `w: nnx.Param[X]` on a
         # Module reads as `X` and accepts `X` or a `Param[X]`. At run time the
         # Module's own __getattribute__/__setattr__ do the unboxing.
+        # (`value: A | Container[A]`, not `A | Self`: mypy resolves a `Self` here to
+        # the *owner* class when it synthesizes a dataclass __init__, which would
+        # reject `Affine(w=nnx.Param(x))`. A Variable of another kind is rejected at
+        # run time.)
         @overload
         def __get__(self, obj: None, owner: type[Any], /) -> Self: ...
         @overload
         def __get__(self, obj: object, owner: type[Any], /) -> A: ...
         def __get__(self, obj: object, owner: type[Any], /) -> A | Self: ...
-        def __set__(self, obj: object, value: A | Self, /) -> None: ...
+        def __set__(self, obj: object, value: A | Container[A], /) -> None: ...
 
 
 def _describe(cls: type[Any], metadata: _Metadata) -> str:
