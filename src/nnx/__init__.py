@@ -21,7 +21,7 @@ from ._dataclasses import (
     static_field as static_field,
     var_field as var_field,
 )
-from ._errors import TraceContextError as TraceContextError
+from ._errors import ShapeCheckError as ShapeCheckError, TraceContextError as TraceContextError
 from ._filters import (
     All as All,
     Everything as Everything,
@@ -46,6 +46,7 @@ from ._module import (
 from ._nodes import is_node as is_node, register_node_type as register_node_type
 from ._pytree import Pytree as Pytree
 from ._scan import Scan as Scan, ScanModule as ScanModule, ScanOptions as ScanOptions, scan as scan
+from ._shape_checks import shape_checks as shape_checks
 from ._state import State as State
 from ._transforms import (
     Remat as Remat,

@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar, overload
 
 from typing_extensions import dataclass_transform
 
+from ._module import Module
 from ._variables import Node, Param, Static, Variable
 
 __all__ = ["dataclass", "field", "node_field", "param_field", "static_field", "var_field"]
@@ -154,12 +155,16 @@ def param_field(
     )
 
 
-def _wrap_init(cls: type[Any]) -> None:
-    wrapped = [
-        (f.name, f.metadata[_CONTAINER_FN])
+def _container_fields(cls: type[Any]) -> dict[str, Callable[[Any], Any]]:
+    return {
+        f.name: f.metadata[_CONTAINER_FN]
         for f in dataclasses.fields(cls)
         if _CONTAINER_FN in f.metadata
-    ]
+    }
+
+
+def _wrap_init(cls: type[Any]) -> None:
+    wrapped = list(_container_fields(cls).items())
     if not wrapped:
         return
     init = cls.__init__
@@ -208,7 +213,13 @@ def dataclass(
 
     def decorate(cls: type[T]) -> type[T]:
         new_cls = dataclasses.dataclass(init=init, repr=repr, eq=eq, order=order)(cls)
-        _wrap_init(new_cls)
+        if issubclass(new_cls, Module):
+            # Modules wrap such fields on every assignment (and shape-check them)
+            fields = dict(getattr(new_cls, "_nnx_field_containers", None) or {})
+            fields.update(_container_fields(new_cls))
+            type.__setattr__(new_cls, "_nnx_field_containers", fields)
+        else:
+            _wrap_init(new_cls)
         return new_cls
 
     return decorate if cls is None else decorate(cls)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["TraceContextError"]
+__all__ = ["ShapeCheckError", "TraceContextError"]
 
 
 class TraceContextError(Exception):
@@ -16,6 +16,15 @@ class TraceContextError(Exception):
     Raised when a Module is mutated, or a Context draws a random key, inside a
     `jax.jit`, `jax.vmap`, `jax.grad`, `jax.lax.scan`, ... trace that the object did
     not come from (or after it leaked out of one).
+    """
+
+
+class ShapeCheckError(TypeError):
+    """A value assigned to a Module attribute does not fit its annotation.
+
+    The message names the module class, the attribute, the expected annotation, the
+    actual `dtype[shape]`, the reason, and which attributes bound the dimensions it
+    conflicts with. The old value stays in place.
     """
 
 

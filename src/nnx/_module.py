@@ -42,6 +42,7 @@ from ._nodes import (
     kind_of,
 )
 from ._repr import indent, repr_value
+from ._shape_checks import check_assignment, class_specs, commit, shape_checks_enabled
 from ._state import State, path_sort_key, split_pairs
 from ._variables import Container, Node, Static, Variable, is_container, is_node_box, is_variable
 
@@ -240,12 +241,19 @@ class ModuleDef(Generic[M]):
             and self._submodules == that._submodules
             and self._leaf_keys == that._leaf_keys
             and self._static_fields == that._static_fields
+            # 1, 1.0 and True are ==, but a trace specialised on one is wrong for another
+            and all(
+                type(a) is type(b)
+                for (_, a), (_, b) in zip(self._static_fields, that._static_fields)
+            )
         )
 
     def __hash__(self) -> int:
         h = self._hash
         if h is None:
-            statics = tuple((name, _hashable(value)) for name, value in self._static_fields)
+            statics = tuple(
+                (name, value.__class__, _hashable(value)) for name, value in self._static_fields
+            )
             h = self._hash = hash((self._type, self._submodules, statics, self._leaf_keys))
         return h
 
@@ -805,6 +813,7 @@ _trace_slot: Any = None  # the member descriptors of Module's private slots, set
 _version_slot: Any = None
 _cache_slot: Any = None
 _layout_slot: Any = None
+_dims_slot: Any = None
 
 
 def _init_internals(module: Module, trace: TraceState) -> None:
@@ -812,10 +821,17 @@ def _init_internals(module: Module, trace: TraceState) -> None:
     _version_slot.__set__(module, next(_versions))
     _cache_slot.__set__(module, None)
     _layout_slot.__set__(module, None)
+    _dims_slot.__set__(module, None)
 
 
 def _bump(module: Module) -> None:
     _version_slot.__set__(module, next(_versions))
+
+
+def _forget_dims(module: Module) -> None:
+    """Values changed without a check (update_state, pop_state, del): the dimension
+    bindings are rebuilt from the current values on the next checked assignment."""
+    _dims_slot.__set__(module, None)
 
 
 def _check_trace(module: Module, name: str) -> None:
@@ -925,6 +941,7 @@ class Module:
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_nnx_dims",
         "_nnx_graph_cache",
         "_nnx_layout",
         "_nnx_trace",
@@ -953,6 +970,7 @@ class Module:
             _check_trace(self, name)
             object.__delattr__(self, name)
             _bump(self)
+            _forget_dims(self)
 
     # -- functional API ---------------------------------------------------------------
     @overload
@@ -1126,7 +1144,15 @@ class Module:
             variable._value = value  # no longer ours: a free-standing box
             return
         _check_trace(self, name)
+        if shape_checks_enabled():
+            spec = class_specs(type(self)).get(name)
+            own = check_assignment(self, spec, value, variable) if spec is not None else None
+        else:
+            spec = own = None
+            _forget_dims(self)
         variable._value = value
+        if spec is not None:
+            commit(self, name, own)
 
     def __getstate__(self) -> dict[str, Any]:
         return dict(_vars(self))
@@ -1166,18 +1192,29 @@ _trace_slot = Module.__dict__["_nnx_trace"]
 _version_slot = Module.__dict__["_nnx_version"]
 _cache_slot = Module.__dict__["_nnx_graph_cache"]
 _layout_slot = Module.__dict__["_nnx_layout"]
+_dims_slot = Module.__dict__["_nnx_dims"]
 _nodes._module_type.append(Module)
 _nodes._kind_cache.clear()
 
 
 def _setattr(module: Module, name: str, value: Any) -> None:
     _check_trace(module, name)
-    cls_attr = getattr(type(module), name, None)
+    cls = type(module)
+    cls_attr = getattr(cls, name, None)
     if cls_attr is not None and hasattr(cls_attr.__class__, "__set__"):
         object.__setattr__(module, name, value)  # a property or other data descriptor
         _bump(module)
         return
     d = _vars(module)
+    wrap = cls.__dict__.get("_nnx_field_containers") or _inherited_field_containers(cls)
+    if wrap and name in wrap and not isinstance(value, Container):
+        value = wrap[name](value)  # an nnx.dataclass field: param_field(), ...
+    if shape_checks_enabled():
+        spec = class_specs(cls).get(name)
+        own = check_assignment(module, spec, value, d.get(name)) if spec is not None else None
+    else:
+        spec = own = None
+        _forget_dims(module)  # unchecked values: rebuild the bindings when checks resume
     container, payload, structural = _prepare_assignment(module, name, value, d)
     if container is not None:
         container._value = payload
@@ -1185,6 +1222,13 @@ def _setattr(module: Module, name: str, value: Any) -> None:
         d[name] = payload
     if structural:
         _bump(module)
+    if spec is not None:
+        commit(module, name, own)
+
+
+def _inherited_field_containers(cls: type[Any]) -> dict[str, Callable[[Any], Any]] | None:
+    found: dict[str, Callable[[Any], Any]] | None = getattr(cls, "_nnx_field_containers", None)
+    return found
 
 
 def _pop_state(
@@ -1218,6 +1262,7 @@ def _pop_state(
         if isinstance(value, Node):
             value._owner = None
         _bump(module)
+        _forget_dims(module)
     states = tuple(State._from_sorted(b) for b in buckets)
     return states[0] if len(states) == 1 else states
 
@@ -1272,6 +1317,7 @@ def _update_state(root: Module, mapping: dict[Path, Any]) -> None:
             _vars(module)[name] = payload
         if structural:
             _bump(module)
+        _forget_dims(module)
 
 
 def _shape_mismatch(old: ModuleDef[Any], new: ModuleDef[Any], where: str) -> str | None:

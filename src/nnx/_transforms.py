@@ -173,7 +173,9 @@ class _JitStatic:
         self.spec = spec
         self.module_slots = module_slots
         self.static_args = static_args
-        self._hash = hash((spec, module_slots, static_args))
+        self._hash = hash(
+            (spec, module_slots, static_args, tuple(v.__class__ for _, v in static_args))
+        )
 
     def __hash__(self) -> int:
         return self._hash
@@ -184,6 +186,9 @@ class _JitStatic:
             and self._hash == other._hash
             and self.module_slots == other.module_slots
             and self.static_args == other.static_args
+            and all(
+                type(a) is type(b) for (_, a), (_, b) in zip(self.static_args, other.static_args)
+            )
             and self.spec == other.spec
         )
 

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array, Shaped
 
 from .._context import Context
 from .._module import Module
@@ -29,8 +30,10 @@ class Linear(Module):
     kernel first.
     """
 
-    kernel: Param[jax.Array]
-    bias: Param[jax.Array | None]
+    kernel: Param[Shaped[Array, "in_features out_features"]]
+    bias: Param[Shaped[Array, " out_features"] | None]
+    in_features: int
+    out_features: int
 
     def __init__(
         self,

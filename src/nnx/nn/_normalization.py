@@ -8,6 +8,7 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array, Float, Shaped
 
 from .._context import Context
 from .._module import Module
@@ -38,10 +39,11 @@ class BatchNorm(Module):
     the Context flag `use_running_average`.
     """
 
-    mean: BatchStat[jax.Array]
-    var: BatchStat[jax.Array]
-    scale: Param[jax.Array | None]
-    bias: Param[jax.Array | None]
+    mean: BatchStat[Float[Array, " num_features"]]
+    var: BatchStat[Float[Array, " num_features"]]
+    scale: Param[Shaped[Array, " num_features"] | None]
+    bias: Param[Shaped[Array, " num_features"] | None]
+    num_features: int
 
     def __init__(
         self,

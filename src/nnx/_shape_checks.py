@@ -1,0 +1,349 @@
+"""Run-time checks of Module attributes against their class-level annotations.
+
+    class Linear(nnx.Module):
+        kernel: nnx.Param[Float[Array, "din dout"]]
+        bias: nnx.Param[Float[Array, " dout"]]
+
+On every assignment of an annotated attribute (in `__init__`, later, by `+=`, by a
+write to an owned Variable's `.value`), the value is checked: the Variable kind,
+then dtype, rank, fixed sizes and named dimensions (jaxtyping), which must agree
+across all attributes of one module instance; other hints (`int`, `str`, a Module
+type) are checked with beartype. A failed check raises `nnx.ShapeCheckError` and
+leaves the old value in place.
+
+Rules:
+
+- Hints are resolved on the first checked assignment and cached per class.
+- Tracers are checked when traced (no cost per jitted call); under `jax.vmap` a
+  value has its per-example shape; a `jax.ShapeDtypeStruct` is accepted when its
+  dtype and shape fit.
+- `merge` and `update_state` do not check: they restore state that was checked
+  when it was assigned, and lifted transforms legitimately give it other layouts
+  (layers stacked along a leading axis by `nnx.Scan` or `jax.vmap`). After them,
+  the dimension bindings are rebuilt from the current values on the next checked
+  assignment, skipping values that do not fit their annotation (such as stacked
+  ones), so they bind nothing.
+- The value of a Variable whose annotation is not a jaxtyping array (e.g. a
+  `Count(nnx.Variable[int])` counter) is not checked, only its kind: under `jax.jit`
+  it is a tracer.
+- `with nnx.shape_checks(False):` or `NNX_SHAPE_CHECKS=0` turns checking off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+import sys
+import types
+import typing
+import warnings
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Final, Union
+
+import jax
+from beartype.door import is_bearable
+from typing_extensions import TypeIs
+
+from ._errors import ShapeCheckError
+from ._jaxtyping_internals import (
+    Bindings,
+    annotation_text,
+    any_array_version,
+    check_array,
+    is_array_annotation,
+    named_dims,
+)
+from ._repr import dtype_shape
+from ._variables import Container, is_container
+
+if TYPE_CHECKING:
+    from ._module import Module
+
+__all__ = ["AttrSpec", "class_specs", "shape_checks", "shape_checks_enabled"]
+
+
+def _env_default() -> bool:
+    value = os.environ.get("NNX_SHAPE_CHECKS", "1").strip().lower()
+    if value in ("1", "true", "yes", "on", ""):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"NNX_SHAPE_CHECKS must be 0 or 1 (or true/false), got {value!r}")
+
+
+_DEFAULT_ENABLED: Final = _env_default()
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "nnx_shape_checks", default=_DEFAULT_ENABLED
+)
+
+
+def shape_checks_enabled() -> bool:
+    return _enabled.get()
+
+
+@contextlib.contextmanager
+def shape_checks(enabled: bool = True) -> Generator[None, None, None]:
+    """Turn run-time shape checks on or off inside a `with` block."""
+    token = _enabled.set(enabled)
+    try:
+        yield
+    finally:
+        _enabled.reset(token)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttrSpec:
+    """What the annotation of one attribute asks for."""
+
+    name: str
+    kind: type[Container[Any]] | None  # a Variable/Node class, or None for a bare value
+    optional: bool
+    array: type[Any] | None  # a jaxtyping array type
+    hint: Any  # another hint, checked with beartype (None: nothing to check)
+    text: str  # the annotation, for messages
+    binds_dim: bool = False  # an `int` attribute binds the dimension of its name
+
+
+_NONE_TYPES: Final = (type(None), None)
+
+
+def _strip_optional(hint: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(hint)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(hint) if a not in _NONE_TYPES]
+        optional = len(args) < len(typing.get_args(hint))
+        if len(args) == 1:
+            return args[0], optional
+        return Union[tuple(args)], optional  # noqa: UP007 - a runtime construction
+    return hint, False
+
+
+def _hint_text(hint: Any) -> str:
+    if is_array_annotation(hint):
+        return annotation_text(hint)
+    name = getattr(hint, "__name__", None)
+    if isinstance(name, str) and typing.get_origin(hint) is None:
+        return name
+    return repr(hint).replace("typing.", "")
+
+
+def _is_container_class(x: object) -> TypeIs[type[Container[Any]]]:
+    return isinstance(x, type) and issubclass(x, Container)
+
+
+def _spec_for(name: str, hint: Any) -> AttrSpec | None:
+    if (
+        hint is Any
+        or isinstance(hint, typing.TypeVar)
+        or typing.get_origin(hint) is typing.ClassVar
+    ):
+        return None
+    outer, optional = _strip_optional(hint)
+    kind: type[Container[Any]] | None = None
+    inner: Any = outer
+    origin = typing.get_origin(outer)
+    cls = origin if isinstance(origin, type) else outer
+    if _is_container_class(cls):
+        kind = cls
+        args = typing.get_args(outer)
+        inner = args[0] if args else Any
+        inner, inner_optional = _strip_optional(inner)
+        optional = optional or inner_optional
+    array = inner if is_array_annotation(inner) else None
+    other: Any = None
+    if array is None and kind is None and inner is not Any:
+        other = inner
+    if kind is None and array is None and other is None:
+        return None
+    text = _hint_text(inner)
+    if kind is not None:
+        text = f"{kind.__name__}[{text}]" if inner is not Any else kind.__name__
+    if optional:
+        text += " | None"
+    return AttrSpec(name, kind, optional, array, other, text, binds_dim=other is int)
+
+
+_specs: dict[type[Any], dict[str, AttrSpec]] = {}
+
+
+def _resolve_hints(cls: type[Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # fall back to one annotation at a time below
+        pass
+    hints: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        module = sys.modules.get(base.__module__)
+        namespace: dict[str, Any] = dict(vars(module)) if module is not None else {}
+        namespace.update(vars(base))
+        own: dict[str, Any] = base.__dict__.get("__annotations__", {})  # noqa: RUF063
+        for name, annotation in own.items():
+            try:
+                hints[name] = (
+                    eval(annotation, namespace) if isinstance(annotation, str) else annotation
+                )
+            except Exception as e:
+                warnings.warn(
+                    f"nnx: cannot resolve the annotation {annotation!r} of "
+                    f"{cls.__name__}.{name} ({type(e).__name__}: {e}); assignments to it "
+                    "are not shape-checked. Define the names it uses at module level.",
+                    stacklevel=4,
+                )
+    return hints
+
+
+def class_specs(cls: type[Any]) -> dict[str, AttrSpec]:
+    """The checkable annotations of a Module class (resolved once, then cached)."""
+    specs = _specs.get(cls)
+    if specs is None:
+        specs = {}
+        for name, hint in _resolve_hints(cls).items():
+            if name.startswith("_nnx"):
+                continue
+            spec = _spec_for(name, hint)
+            if spec is not None:
+                specs[name] = spec
+        _specs[cls] = specs
+    return specs
+
+
+# ------------------------------------------------------------------------------------
+# Checking
+
+
+def _describe(value: Any) -> str:
+    if is_container(value):
+        return f"{type(value).__name__}[{_describe(value._value)}]"
+    if value is None:
+        return "None"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return dtype_shape(value)
+    return type(value).__name__
+
+
+def _fail(
+    module: Module, spec: AttrSpec, value: Any, reason: str, extra: str = ""
+) -> ShapeCheckError:
+    message = (
+        f"{type(module).__name__}.{spec.name}: expected {spec.text}, got {_describe(value)}\n"
+        f"  reason: {reason}"
+    )
+    if extra:
+        message += "\n" + extra
+    return ShapeCheckError(message)
+
+
+def _seed(memo: dict[str, Bindings], exclude: str) -> tuple[Bindings, dict[str, str]]:
+    single: dict[str, int] = {}
+    variadic: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for attr, (own_single, own_variadic) in memo.items():
+        if attr == exclude:
+            continue
+        single.update(own_single)
+        variadic.update(own_variadic)
+        for dim in (*own_single, *own_variadic):
+            owners.setdefault(dim, attr)
+    return (single, variadic), owners
+
+
+def _check_payload(spec: AttrSpec, payload: Any, seed: Bindings) -> tuple[str, Bindings | None]:
+    """`(reason, own bindings)`; reason "" when the payload fits."""
+    if payload is None and spec.optional:
+        return "", None
+    if spec.array is not None:
+        annotation = spec.array
+        if isinstance(payload, jax.ShapeDtypeStruct):
+            annotation = any_array_version(annotation)
+        reason, (single, variadic) = check_array(annotation, payload, seed)
+        if reason:
+            return reason, None
+        # every dimension this value has, bound first here or elsewhere: another
+        # attribute that binds it keeps binding it when this one is reassigned
+        names = named_dims(spec.array)
+        own = (
+            {k: v for k, v in single.items() if k in names},
+            {k: v for k, v in variadic.items() if k in names},
+        )
+        return "", own
+    if spec.hint is not None and spec.kind is None and not is_bearable(payload, spec.hint):
+        return f"not an instance of {_hint_text(spec.hint)}", None
+    if spec.binds_dim and isinstance(payload, int) and not isinstance(payload, bool):
+        bound = seed[0].get(spec.name)
+        if bound is not None and bound != payload:
+            return (
+                f"{spec.name}={payload}, but the size of dimension {spec.name} is {bound}",
+                None,
+            )
+        dims: dict[str, int] = {spec.name: payload}
+        no_variadic: dict[str, Any] = {}
+        return "", (dims, no_variadic)
+    return "", None
+
+
+def _memo(module: Module) -> dict[str, Bindings]:
+    from ._module import _dims_slot, _vars
+
+    memo: dict[str, Bindings] | None = _dims_slot.__get__(module)
+    if memo is None:
+        memo = {}
+        d = _vars(module)
+        for name, spec in class_specs(type(module)).items():
+            if (spec.array is None and not spec.binds_dim) or name not in d:
+                continue
+            current = d[name]
+            payload = current._value if is_container(current) else current
+            seed, _ = _seed(memo, name)
+            reason, own = _check_payload(spec, payload, seed)
+            if not reason and own is not None:
+                memo[name] = own  # values that do not fit (e.g. stacked) bind nothing
+        _dims_slot.__set__(module, memo)
+    return memo
+
+
+def check_assignment(module: Module, spec: AttrSpec, value: Any, old: Any) -> Bindings | None:
+    """Check `module.<spec.name> = value` (`old`: what the attribute holds now).
+
+    Returns the dimension bindings the new value makes; raises ShapeCheckError.
+    """
+    __tracebackhide__ = True
+    if is_container(value):
+        if spec.kind is not None and not isinstance(value, spec.kind):
+            raise _fail(module, spec, value, f"not a {spec.kind.__name__}")
+        payload = value._value
+    else:
+        if spec.kind is not None and not isinstance(old, spec.kind):
+            raise _fail(
+                module,
+                spec,
+                value,
+                f"a raw value where a {spec.kind.__name__} is declared: assign "
+                f"{spec.kind.__name__}(value)",
+            )
+        payload = value
+    memo = _memo(module)
+    seed, owners = _seed(memo, spec.name)
+    reason, own = _check_payload(spec, payload, seed)
+    if reason:
+        extra = ""
+        if "dimension" in reason:
+            names = named_dims(spec.array) if spec.array is not None else {spec.name}
+            bound = [
+                f"{dim}={size} (from .{owners[dim]})"
+                for dim, size in seed[0].items()
+                if dim in names
+            ]
+            if bound:
+                extra = "  bound by other attributes: " + ", ".join(bound)
+        raise _fail(module, spec, value, reason, extra)
+    return own
+
+
+def commit(module: Module, name: str, own: Bindings | None) -> None:
+    memo = _memo(module)
+    if own is None or not (own[0] or own[1]):
+        memo.pop(name, None)
+    else:
+        memo[name] = own
