@@ -17,16 +17,17 @@ def _python_blocks() -> list[str]:
 
 
 def test_readme_has_python_blocks() -> None:
-    assert len(_python_blocks()) >= 4
+    assert len(_python_blocks()) >= 6
 
 
 def test_readme_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
     namespace: dict[str, object] = {"__name__": "readme"}
     for block in _python_blocks():
-        exec(compile(block, str(README), "exec"), namespace)
+        exec(compile(block, str(README), "exec", dont_inherit=True), namespace)
     out = capsys.readouterr().out
     assert "State({\n  ('b',): Param(value=Array(float32[2]))," in out
     assert "TraceContextError" in out
+    assert "bound by other attributes: dout=3 (from .b)" in out
     model: object = namespace["model"]
     assert isinstance(model, nnx.Module)
     assert model.count == 2  # type: ignore[attr-defined]

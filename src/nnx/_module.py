@@ -42,7 +42,13 @@ from ._nodes import (
     kind_of,
 )
 from ._repr import indent, repr_value
-from ._shape_checks import check_assignment, class_specs, commit, shape_checks_enabled
+from ._shape_checks import (
+    check_assignment,
+    class_specs,
+    commit,
+    register_module_internals,
+    shape_checks_enabled,
+)
 from ._state import State, path_sort_key, split_pairs
 from ._variables import Container, Node, Static, Variable, is_container, is_node_box, is_variable
 
@@ -1193,22 +1199,46 @@ _version_slot = Module.__dict__["_nnx_version"]
 _cache_slot = Module.__dict__["_nnx_graph_cache"]
 _layout_slot = Module.__dict__["_nnx_layout"]
 _dims_slot = Module.__dict__["_nnx_dims"]
+register_module_internals(_dims_slot, _vars)
 _nodes._module_type.append(Module)
 _nodes._kind_cache.clear()
+
+
+class _ClassInfo:
+    """What `__setattr__` needs to know about a Module class, computed once."""
+
+    __slots__ = ("descriptors", "field_containers")
+
+    def __init__(self, cls: type[Module]) -> None:
+        self.descriptors = frozenset(
+            name
+            for klass in cls.__mro__
+            for name, attr in vars(klass).items()
+            if hasattr(attr.__class__, "__set__") and not name.startswith("_nnx")
+        )
+        found: dict[str, Callable[[Any], Any]] | None = getattr(
+            cls, "_nnx_field_containers", None
+        )
+        self.field_containers = found or {}
+
+
+_class_infos: dict[type[Any], _ClassInfo] = {}
 
 
 def _setattr(module: Module, name: str, value: Any) -> None:
     _check_trace(module, name)
     cls = type(module)
-    cls_attr = getattr(cls, name, None)
-    if cls_attr is not None and hasattr(cls_attr.__class__, "__set__"):
+    info = _class_infos.get(cls)
+    if info is None:
+        info = _class_infos[cls] = _ClassInfo(cls)
+    if name in info.descriptors:
         object.__setattr__(module, name, value)  # a property or other data descriptor
         _bump(module)
         return
+    wrap = info.field_containers.get(name)
+    if wrap is not None and not isinstance(value, Container):
+        value = wrap(value)  # an nnx.dataclass field: param_field(), ...
     d = _vars(module)
-    wrap = cls.__dict__.get("_nnx_field_containers") or _inherited_field_containers(cls)
-    if wrap and name in wrap and not isinstance(value, Container):
-        value = wrap[name](value)  # an nnx.dataclass field: param_field(), ...
     if shape_checks_enabled():
         spec = class_specs(cls).get(name)
         own = check_assignment(module, spec, value, d.get(name)) if spec is not None else None
@@ -1224,11 +1254,6 @@ def _setattr(module: Module, name: str, value: Any) -> None:
         _bump(module)
     if spec is not None:
         commit(module, name, own)
-
-
-def _inherited_field_containers(cls: type[Any]) -> dict[str, Callable[[Any], Any]] | None:
-    found: dict[str, Callable[[Any], Any]] | None = getattr(cls, "_nnx_field_containers", None)
-    return found
 
 
 def _pop_state(

@@ -104,6 +104,7 @@ class AttrSpec:
     hint: Any  # another hint, checked with beartype (None: nothing to check)
     text: str  # the annotation, for messages
     binds_dim: bool = False  # an `int` attribute binds the dimension of its name
+    dims: frozenset[str] = frozenset()  # the dimension names `array` binds
 
 
 _NONE_TYPES: Final = (type(None), None)
@@ -162,7 +163,16 @@ def _spec_for(name: str, hint: Any) -> AttrSpec | None:
         text = f"{kind.__name__}[{text}]" if inner is not Any else kind.__name__
     if optional:
         text += " | None"
-    return AttrSpec(name, kind, optional, array, other, text, binds_dim=other is int)
+    return AttrSpec(
+        name,
+        kind,
+        optional,
+        array,
+        other,
+        text,
+        binds_dim=other is int,
+        dims=named_dims(array) if array is not None else frozenset(),
+    )
 
 
 _specs: dict[type[Any], dict[str, AttrSpec]] = {}
@@ -262,13 +272,14 @@ def _check_payload(spec: AttrSpec, payload: Any, seed: Bindings) -> tuple[str, B
             return reason, None
         # every dimension this value has, bound first here or elsewhere: another
         # attribute that binds it keeps binding it when this one is reassigned
-        names = named_dims(spec.array)
+        names = spec.dims
         own = (
             {k: v for k, v in single.items() if k in names},
             {k: v for k, v in variadic.items() if k in names},
         )
         return "", own
-    if spec.hint is not None and spec.kind is None and not is_bearable(payload, spec.hint):
+    hint = spec.hint
+    if hint is not None and spec.kind is None and not _fits(payload, hint):
         return f"not an instance of {_hint_text(spec.hint)}", None
     if spec.binds_dim and isinstance(payload, int) and not isinstance(payload, bool):
         bound = seed[0].get(spec.name)
@@ -283,9 +294,24 @@ def _check_payload(spec: AttrSpec, payload: Any, seed: Bindings) -> tuple[str, B
     return "", None
 
 
-def _memo(module: Module) -> dict[str, Bindings]:
-    from ._module import _dims_slot, _vars
+def _fits(value: Any, hint: Any) -> bool:
+    if type(hint) is type:  # a plain class: isinstance is what beartype would do
+        return isinstance(value, hint)
+    return is_bearable(value, hint)
 
+
+# Module's `_nnx_dims` slot descriptor and `__dict__` getter, registered by _module
+# (which imports this module, so this one cannot import it).
+_dims_slot: Any = None
+_vars: Any = None
+
+
+def register_module_internals(dims_slot: Any, vars_getter: Any) -> None:
+    global _dims_slot, _vars
+    _dims_slot, _vars = dims_slot, vars_getter
+
+
+def _memo(module: Module) -> dict[str, Bindings]:
     memo: dict[str, Bindings] | None = _dims_slot.__get__(module)
     if memo is None:
         memo = {}

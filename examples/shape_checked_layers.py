@@ -1,0 +1,70 @@
+"""Shape-checked layers: a wrong-shaped weight is caught where it is assigned.
+
+    python examples/shape_checked_layers.py
+
+Declares a layer with jaxtyping annotations, then makes three classic mistakes —
+a transposed weight, an int bias, a weight that disagrees with another attribute
+about a dimension — and prints the error each one raises. Finally it shows that
+checks run at trace time under `jax.jit` (no per-call cost) and can be turned off.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+import nnx
+
+
+class Affine(nnx.Module):
+    w: nnx.Param[Float[Array, "din dout"]]
+    b: nnx.Param[Float[Array, " dout"]]
+    scale: Float[Array, " din"]
+
+    def __init__(self, din: int, dout: int, *, ctx: nnx.Context) -> None:
+        self.w = nnx.Param(jax.random.normal(ctx.make_rng("params"), (din, dout)))
+        self.b = nnx.Param(jnp.zeros((dout,)))
+        self.scale = jnp.ones((din,))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return (x * self.scale) @ self.w + self.b
+
+
+def show(label: str, mistake: object) -> None:
+    try:
+        assert callable(mistake)
+        mistake()
+    except nnx.ShapeCheckError as e:
+        print(f"--- {label}: caught\n{e}\n")
+    else:
+        raise AssertionError(f"{label}: not caught")
+
+
+def main() -> None:
+    layer = Affine(4, 3, ctx=nnx.context(0))
+
+    show("transposed weight", lambda: setattr(layer, "w", jnp.ones((3, 4))))
+    show("int bias", lambda: setattr(layer, "b", jnp.zeros((3,), jnp.int32)))
+    show("BatchStat where a Param is declared", lambda: setattr(layer, "b", nnx.BatchStat(jnp.zeros(3))))
+    show("scale disagrees with w about din", lambda: setattr(layer, "scale", jnp.ones((5,))))
+    assert layer.w.shape == (4, 3)  # every failed assignment left the old value
+
+    traces = []
+
+    @nnx.jit
+    def grow(layer: Affine) -> None:
+        traces.append(1)  # runs only while tracing: the check costs nothing per call
+        layer.w = layer.w * 2
+
+    for _ in range(3):
+        grow(layer)
+    print(f"nnx.jit: 3 calls, {len(traces)} trace (the check ran once, at trace time)")
+
+    with nnx.shape_checks(False):
+        layer.w = jnp.ones((7, 7))  # unchecked on purpose
+    print(f"with nnx.shape_checks(False): w is now {layer.w.shape}")
+
+
+if __name__ == "__main__":
+    main()
