@@ -1216,9 +1216,7 @@ class _ClassInfo:
             for name, attr in vars(klass).items()
             if hasattr(attr.__class__, "__set__") and not name.startswith("_nnx")
         )
-        found: dict[str, Callable[[Any], Any]] | None = getattr(
-            cls, "_nnx_field_containers", None
-        )
+        found: dict[str, Callable[[Any], Any]] | None = getattr(cls, "_nnx_field_containers", None)
         self.field_containers = found or {}
 
 

@@ -178,6 +178,22 @@ def _spec_for(name: str, hint: Any) -> AttrSpec | None:
 _specs: dict[type[Any], dict[str, AttrSpec]] = {}
 
 
+_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` that points a warning at the first frame outside nnx."""
+    frame = sys._getframe(1)
+    level = 1
+    while (
+        frame is not None
+        and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
 def _resolve_hints(cls: type[Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls, include_extras=True)
@@ -199,7 +215,7 @@ def _resolve_hints(cls: type[Any]) -> dict[str, Any]:
                     f"nnx: cannot resolve the annotation {annotation!r} of "
                     f"{cls.__name__}.{name} ({type(e).__name__}: {e}); assignments to it "
                     "are not shape-checked. Define the names it uses at module level.",
-                    stacklevel=4,
+                    stacklevel=_user_stacklevel(),
                 )
     return hints
 
@@ -230,7 +246,13 @@ def _describe(value: Any) -> str:
         return "None"
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return dtype_shape(value)
-    return type(value).__name__
+    text = repr(value)
+    return f"{type(value).__name__} {text}" if len(text) <= 40 else type(value).__name__
+
+
+def _bound_value(size: Any) -> str:
+    # a variadic binding is (broadcastable, shape); a single one an int
+    return str(size[1]) if isinstance(size, tuple) else str(size)
 
 
 def _fail(
@@ -335,6 +357,8 @@ def check_assignment(module: Module, spec: AttrSpec, value: Any, old: Any) -> Bi
     Returns the dimension bindings the new value makes; raises ShapeCheckError.
     """
     __tracebackhide__ = True
+    if value is None and spec.optional:
+        return None
     if is_container(value):
         if spec.kind is not None and not isinstance(value, spec.kind):
             raise _fail(module, spec, value, f"not a {spec.kind.__name__}")
@@ -357,8 +381,8 @@ def check_assignment(module: Module, spec: AttrSpec, value: Any, old: Any) -> Bi
         if "dimension" in reason:
             names = named_dims(spec.array) if spec.array is not None else {spec.name}
             bound = [
-                f"{dim}={size} (from .{owners[dim]})"
-                for dim, size in seed[0].items()
+                f"{'*' if dim in seed[1] else ''}{dim}={_bound_value(size)} (from .{owners[dim]})"
+                for dim, size in (*seed[0].items(), *seed[1].items())
                 if dim in names
             ]
             if bound:
