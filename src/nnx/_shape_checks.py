@@ -252,7 +252,10 @@ def _describe(value: Any) -> str:
 
 def _bound_value(size: Any) -> str:
     # a variadic binding is (broadcastable, shape); a single one an int
-    return str(size[1]) if isinstance(size, tuple) else str(size)
+    if isinstance(size, tuple):
+        pair: tuple[Any, ...] = size  # pyright: ignore[reportUnknownVariableType]
+        return str(pair[1])
+    return str(size)
 
 
 def _fail(
