@@ -46,7 +46,10 @@ def main() -> None:
 
     show("transposed weight", lambda: setattr(layer, "w", jnp.ones((3, 4))))
     show("int bias", lambda: setattr(layer, "b", jnp.zeros((3,), jnp.int32)))
-    show("BatchStat where a Param is declared", lambda: setattr(layer, "b", nnx.BatchStat(jnp.zeros(3))))
+    show(
+        "BatchStat where a Param is declared",
+        lambda: setattr(layer, "b", nnx.BatchStat(jnp.zeros(3))),
+    )
     show("scale disagrees with w about din", lambda: setattr(layer, "scale", jnp.ones((5,))))
     assert layer.w.shape == (4, 3)  # every failed assignment left the old value
 

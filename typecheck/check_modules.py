@@ -1,13 +1,22 @@
-"""Static checks of the Module API (checked by mypy and pyright, never run)."""
+"""Static checks of the Module API (checked by mypy and pyright, never run).
+
+A class-level annotation `w: nnx.Param[X]` on a Module is a descriptor for the
+checkers: `m.w` reads as `X`, and `m.w = ...` accepts `X` or a `Param[X]` only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 from typing_extensions import assert_type
 
 import nnx
+
+
+def arr() -> jax.Array:
+    raise NotImplementedError
 
 
 class Count(nnx.Variable[int]):
@@ -29,30 +38,101 @@ class Linear(nnx.Module):
         return x @ self.w + self.b
 
 
-def reads_unbox(m: Linear) -> None:
+class Block(nnx.Module):
+    linear: Linear
+    stats: nnx.BatchStat[jax.Array]
+    name: str
+
+    def __init__(self, linear: Linear) -> None:
+        self.linear = linear
+        self.stats = nnx.BatchStat(arr())
+        self.name = "block"
+
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        return self.linear(x)
+
+
+class Sub(Linear):
+    pass
+
+
+# -- reads are unboxed; writes take the value or the Variable ------------------------------
+
+
+def reads_unbox(m: Linear, blk: Block) -> None:
     assert_type(m.w, jax.Array)
+    assert_type(m.b, jax.Array)
     assert_type(m.count, int)
+    assert_type(blk.linear, Linear)
+    assert_type(blk.linear.w, jax.Array)
+    assert_type(blk.stats, jax.Array)
+    assert_type(blk.name, str)
+    assert_type(m(arr()), jax.Array)
+    # on the class, the annotation reads as the Variable type itself
+    assert_type(Linear.w, nnx.Param[jax.Array])
+    assert_type(Linear.count, Count)
+
+
+def writes(m: Linear, blk: Block) -> None:
     m.count += 1
+    m.count = m.count * 2
+    m.count = Count(3)
     m.w = m.w * 2
     m.w = nnx.Param(m.w)
+    m.w = arr()
+    blk.stats = arr()
+    blk.stats = nnx.BatchStat(arr())
+    blk.linear = Linear(arr(), arr())
+    blk.linear = Sub(arr(), arr())
 
 
-def partition(m: Linear, x: jax.Array) -> None:
-    state, moduledef = m.partition()
-    assert_type(state, nnx.State[Any])
-    assert_type(moduledef, nnx.ModuleDef[Linear])
-    params, _ = m.partition(nnx.Param)
-    assert_type(params, nnx.State[nnx.Param[Any]])
-    (params2, counts), _ = m.partition(nnx.Param, Count)
-    assert_type(params2, nnx.State[nnx.Param[Any]])
-    assert_type(counts, nnx.State[Count])
-    assert_type(moduledef.merge(state), Linear)
-    y, (new_state, new_def) = moduledef.apply(state)(x)
-    assert_type(y, jax.Array)
-    assert_type(new_state, nnx.State[Any])
-    assert_type(new_def, nnx.ModuleDef[Linear])
+def module_methods(m: Linear, s: Sub, blk: Block) -> None:
+    assert_type(m.clone(), Linear)
+    assert_type(s.clone(), Sub)
+    assert_type(m.get_state(), nnx.State[Any])
+    assert_type(m.get_module_def(), nnx.ModuleDef[Linear])
+    assert_type(s.get_module_def(), nnx.ModuleDef[Sub])
+    assert_type(m.modules(), Iterator[tuple[nnx.Path, nnx.Module]])
+    assert_type(m.apply, nnx.ApplyCaller[Linear])
+    assert_type(m.apply(arr()), tuple[jax.Array, tuple[nnx.State[Any], nnx.ModuleDef[Linear]]])
+    out, (_, new_def) = blk.apply(arr(), train=True)
+    assert_type(out, jax.Array)
+    assert_type(new_def, nnx.ModuleDef[Block])
+
+    def visit(lin: Linear) -> None: ...
+
+    blk.for_each(Linear, visit)
+    m.sow(nnx.Intermediate, "h", arr())
+    m.update_state(m.get_state())
+    m.update_state((m.get_state(), m.get_state()))
+    m.update_state(m.clone())
+    m.update_state(m.partition(nnx.Param, ...)[0])
 
 
-def rejected(m: Linear) -> None:
+def containers() -> None:
+    seq = nnx.Sequence([Linear(arr(), arr()), Linear(arr(), arr())])
+    assert_type(seq[0], Any)
+    assert_type(seq[0:1], list[Any])
+    assert_type(len(seq), int)
+    d = nnx.Dict(a=Linear(arr(), arr()))
+    assert_type(d["a"], Any)
+    assert_type(d.get("a"), Any)
+
+
+# -- rejected --------------------------------------------------------------------------
+
+
+def rejected(m: Linear, blk: Block) -> None:
+    def visit_block(b: Block) -> None: ...
+
     m.w = "not an array"  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
+    m.w = nnx.Param("not an array")  # type: ignore[arg-type]  # pyright: ignore[reportAttributeAccessIssue]
+    m.count = "not an int"  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
+    blk.linear = blk  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
     m.unknown = 1  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+    _ = m.typo  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+    m("not an array")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    m.apply("not an array")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    blk.for_each(Linear, visit_block)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    m.update_state(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    m.sow(int, "h", 1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

@@ -1054,6 +1054,10 @@ class Module:
     def pop_state(self, first: Filter, second: Filter, /) -> tuple[State[Any], State[Any]]: ...
     @overload
     def pop_state(
+        self, first: type[V1], second: type[V2], third: type[V3], /
+    ) -> tuple[State[V1], State[V2], State[V3]]: ...
+    @overload
+    def pop_state(
         self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
     ) -> tuple[State[Any], ...]: ...
     def pop_state(self, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import jax
 import jax.numpy as jnp
@@ -191,6 +191,36 @@ def _scan_call(
     return carry_out, _move(ys, 0, options.out_axes)
 
 
+@overload
+def scan(
+    fn: Callable[P, R],
+    /,
+    *,
+    variable_axes: Mapping[Filter, int] | None = None,
+    variable_broadcast: Filter = None,
+    variable_carry: Filter = ...,
+    split_rngs: Filter = None,
+    in_axes: int | None = 0,
+    out_axes: int = 0,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int = 1,
+) -> Callable[P, R]: ...
+@overload
+def scan(
+    fn: None = None,
+    /,
+    *,
+    variable_axes: Mapping[Filter, int] | None = None,
+    variable_broadcast: Filter = None,
+    variable_carry: Filter = ...,
+    split_rngs: Filter = None,
+    in_axes: int | None = 0,
+    out_axes: int = 0,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int = 1,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def scan(
     fn: Callable[P, R] | None = None,
     /,

@@ -53,6 +53,10 @@ class State(Mapping[Path, V]):
 
     _mapping: dict[Path, V]
 
+    @overload
+    def __init__(self, mapping: Mapping[Path, V], /) -> None: ...
+    @overload
+    def __init__(self, mapping: Iterable[tuple[Path, V]] = (), /) -> None: ...
     def __init__(self, mapping: Mapping[Path, V] | Iterable[tuple[Path, V]] = (), /) -> None:
         pairs: list[tuple[Path, V]] = []
         for path, value in dict(mapping).items():

@@ -361,7 +361,17 @@ def _grad_transform(
 
 
 @overload
-def grad(  # type: ignore[overload-overlap]
+def grad(
+    fun: Callable[Concatenate[M, P], Any],
+    /,
+    *,
+    stateful: bool = True,
+    has_aux: Literal[False] = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], State[Param[Any]]]: ...
+@overload
+def grad(
     fun: Callable[Concatenate[M, P], Any],
     /,
     wrt: type[V],
@@ -375,15 +385,25 @@ def grad(  # type: ignore[overload-overlap]
 def grad(
     fun: Callable[Concatenate[M, P], Any],
     /,
-    wrt: Filter = Param,
+    wrt: Filter,
     *,
     stateful: bool = True,
     has_aux: Literal[False] = False,
     holomorphic: bool = False,
     allow_int: bool = False,
-) -> Callable[Concatenate[M, P], State[Param[Any]]]: ...
+) -> Callable[Concatenate[M, P], State[Any]]: ...
 @overload
-def grad(  # type: ignore[overload-overlap]
+def grad(
+    fun: Callable[Concatenate[M, P], tuple[Any, R]],
+    /,
+    *,
+    stateful: bool = True,
+    has_aux: Literal[True],
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[State[Param[Any]], R]]: ...
+@overload
+def grad(
     fun: Callable[Concatenate[M, P], tuple[Any, R]],
     /,
     wrt: type[V],
@@ -397,13 +417,13 @@ def grad(  # type: ignore[overload-overlap]
 def grad(
     fun: Callable[Concatenate[M, P], tuple[Any, R]],
     /,
-    wrt: Filter = Param,
+    wrt: Filter,
     *,
     stateful: bool = True,
     has_aux: Literal[True],
     holomorphic: bool = False,
     allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[State[Param[Any]], R]]: ...
+) -> Callable[Concatenate[M, P], tuple[State[Any], R]]: ...
 def grad(
     fun: Callable[..., Any],
     /,
@@ -434,7 +454,17 @@ def grad(
 
 
 @overload
-def value_and_grad(  # type: ignore[overload-overlap]
+def value_and_grad(
+    fun: Callable[Concatenate[M, P], R],
+    /,
+    *,
+    stateful: bool = True,
+    has_aux: Literal[False] = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[R, State[Param[Any]]]]: ...
+@overload
+def value_and_grad(
     fun: Callable[Concatenate[M, P], R],
     /,
     wrt: type[V],
@@ -448,10 +478,20 @@ def value_and_grad(  # type: ignore[overload-overlap]
 def value_and_grad(
     fun: Callable[Concatenate[M, P], R],
     /,
-    wrt: Filter = Param,
+    wrt: Filter,
     *,
     stateful: bool = True,
     has_aux: Literal[False] = False,
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[R, State[Any]]]: ...
+@overload
+def value_and_grad(
+    fun: Callable[Concatenate[M, P], R],
+    /,
+    *,
+    stateful: bool = True,
+    has_aux: Literal[True],
     holomorphic: bool = False,
     allow_int: bool = False,
 ) -> Callable[Concatenate[M, P], tuple[R, State[Param[Any]]]]: ...
@@ -459,7 +499,18 @@ def value_and_grad(
 def value_and_grad(
     fun: Callable[Concatenate[M, P], R],
     /,
-    wrt: Filter = Param,
+    wrt: type[V],
+    *,
+    stateful: bool = True,
+    has_aux: Literal[True],
+    holomorphic: bool = False,
+    allow_int: bool = False,
+) -> Callable[Concatenate[M, P], tuple[R, State[V]]]: ...
+@overload
+def value_and_grad(
+    fun: Callable[Concatenate[M, P], R],
+    /,
+    wrt: Filter,
     *,
     stateful: bool = True,
     has_aux: Literal[True],

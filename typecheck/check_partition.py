@@ -1,0 +1,177 @@
+"""Static checks of Module.partition / filter / pop_state and ModuleDef.merge / apply
+(checked by mypy and pyright, never run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from typing_extensions import assert_type
+
+import nnx
+
+
+def arr() -> jax.Array:
+    raise NotImplementedError
+
+
+class Count(nnx.Variable[int]):
+    pass
+
+
+class Linear(nnx.Module):
+    w: nnx.Param[jax.Array]
+    mean: nnx.BatchStat[jax.Array]
+    count: Count
+
+    def __init__(self, w: jax.Array) -> None:
+        self.w = nnx.Param(w)
+        self.mean = nnx.BatchStat(w)
+        self.count = Count(0)
+
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        self.count += 1
+        return x @ self.w
+
+    def loss(self, x: jax.Array) -> float:
+        raise NotImplementedError
+
+
+class Sub(Linear):
+    pass
+
+
+AnyState = nnx.State[Any]
+
+
+# -- partition --------------------------------------------------------------------------
+
+
+def partition_overloads(m: Linear, s: Sub) -> None:
+    assert_type(m.partition(), tuple[AnyState, nnx.ModuleDef[Linear]])
+    # the ModuleDef is typed by the receiver's class (Self)
+    assert_type(s.partition(), tuple[AnyState, nnx.ModuleDef[Sub]])
+    # one type filter: narrowed
+    assert_type(m.partition(nnx.Param), tuple[nnx.State[nnx.Param[Any]], nnx.ModuleDef[Linear]])
+    assert_type(m.partition(Count), tuple[nnx.State[Count], nnx.ModuleDef[Linear]])
+    # two and three type filters: a tuple of narrowed States
+    assert_type(
+        m.partition(nnx.Param, nnx.BatchStat),
+        tuple[
+            tuple[nnx.State[nnx.Param[Any]], nnx.State[nnx.BatchStat[Any]]], nnx.ModuleDef[Linear]
+        ],
+    )
+    assert_type(
+        m.partition(nnx.Param, nnx.BatchStat, Count),
+        tuple[
+            tuple[nnx.State[nnx.Param[Any]], nnx.State[nnx.BatchStat[Any]], nnx.State[Count]],
+            nnx.ModuleDef[Linear],
+        ],
+    )
+    # non-type filters: State[Any]
+    assert_type(m.partition("params"), tuple[AnyState, nnx.ModuleDef[Linear]])
+    assert_type(m.partition(...), tuple[AnyState, nnx.ModuleDef[Linear]])
+    assert_type(m.partition((nnx.Param, Count)), tuple[AnyState, nnx.ModuleDef[Linear]])
+    assert_type(
+        m.partition(nnx.Param, ...), tuple[tuple[AnyState, AnyState], nnx.ModuleDef[Linear]]
+    )
+    assert_type(
+        m.partition("params", nnx.Not(nnx.Param)),
+        tuple[tuple[AnyState, AnyState], nnx.ModuleDef[Linear]],
+    )
+    assert_type(
+        m.partition(nnx.Param, nnx.BatchStat, ...),
+        tuple[tuple[AnyState, ...], nnx.ModuleDef[Linear]],
+    )
+    assert_type(
+        m.partition(nnx.Param, nnx.BatchStat, Count, ...),
+        tuple[tuple[AnyState, ...], nnx.ModuleDef[Linear]],
+    )
+
+
+def unpacking(m: Linear) -> None:
+    (params, stats, counts), moduledef = m.partition(nnx.Param, nnx.BatchStat, Count)
+    assert_type(params, nnx.State[nnx.Param[Any]])
+    assert_type(stats, nnx.State[nnx.BatchStat[Any]])
+    assert_type(counts, nnx.State[Count])
+    assert_type(moduledef, nnx.ModuleDef[Linear])
+
+
+def filter_and_pop_state(m: Linear) -> None:
+    assert_type(m.filter(nnx.Param), nnx.State[nnx.Param[Any]])
+    assert_type(m.filter("params"), AnyState)
+    assert_type(m.filter(nnx.Param, Count), tuple[nnx.State[nnx.Param[Any]], nnx.State[Count]])
+    assert_type(
+        m.filter(nnx.Param, Count, nnx.BatchStat),
+        tuple[nnx.State[nnx.Param[Any]], nnx.State[Count], nnx.State[nnx.BatchStat[Any]]],
+    )
+    assert_type(m.filter(nnx.Param, "batch_stats"), tuple[AnyState, AnyState])
+    assert_type(m.filter(nnx.Param, Count, "cache", nnx.Cache), tuple[AnyState, ...])
+    assert_type(m.pop_state(nnx.Intermediate), nnx.State[nnx.Intermediate[Any]])
+    assert_type(m.pop_state("intermediates"), AnyState)
+    assert_type(
+        m.pop_state(nnx.Intermediate, nnx.Cache),
+        tuple[nnx.State[nnx.Intermediate[Any]], nnx.State[nnx.Cache[Any]]],
+    )
+    assert_type(m.pop_state(nnx.Intermediate, "cache"), tuple[AnyState, AnyState])
+    assert_type(m.pop_state("a", "b", "c"), tuple[AnyState, ...])
+    assert_type(
+        m.pop_state(nnx.Intermediate, nnx.Cache, nnx.Param),
+        tuple[
+            nnx.State[nnx.Intermediate[Any]], nnx.State[nnx.Cache[Any]], nnx.State[nnx.Param[Any]]
+        ],
+    )
+    assert_type(nnx.State({("w",): nnx.Param(arr())}), nnx.State[nnx.Param[jax.Array]])
+
+
+# -- ModuleDef --------------------------------------------------------------------------
+
+
+def merge(m: Linear) -> None:
+    (params, rest), moduledef = m.partition(nnx.Param, ...)
+    assert_type(moduledef.merge(params, rest), Linear)
+    assert_type(moduledef.merge(m.get_state()), Linear)
+    assert_type(moduledef.type, type[Linear])
+    state, subdef = Sub(arr()).partition()
+    assert_type(subdef.merge(state), Sub)
+
+
+def apply(m: Linear, x: jax.Array) -> None:
+    state, moduledef = m.partition()
+    y, (new_state, new_def) = moduledef.apply(state)(x)
+    assert_type(y, jax.Array)
+    assert_type(new_state, AnyState)
+    assert_type(new_def, nnx.ModuleDef[Linear])
+    assert_type(
+        moduledef.apply(state)(x, train=True),
+        tuple[jax.Array, tuple[AnyState, nnx.ModuleDef[Linear]]],
+    )
+    (params, rest), _ = m.partition(nnx.Param, ...)
+    assert_type(moduledef.apply(params, rest), nnx.ApplyCaller[Linear])
+    # other methods: reachable, untyped
+    assert_type(moduledef.apply(state).loss(x), tuple[Any, tuple[AnyState, nnx.ModuleDef[Any]]])
+
+
+def covariance(s: Sub) -> None:
+    def takes_linear_def(md: nnx.ModuleDef[Linear]) -> None: ...
+
+    _, subdef = s.partition()
+    takes_linear_def(subdef)
+
+
+# -- rejected --------------------------------------------------------------------------
+
+
+def rejected(m: Linear, x: jax.Array, state: nnx.State[Any], lindef: nnx.ModuleDef[Linear]) -> None:
+    def takes_sub_def(md: nnx.ModuleDef[Sub]) -> None: ...
+    def takes_sub(s: Sub) -> None: ...
+
+    m.partition(3)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    m.filter(nnx.Param, 3)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    m.pop_state(1.5)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    lindef.merge("not a state")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    takes_sub(lindef.merge(state))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    takes_sub_def(lindef)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    lindef.apply(state)("not an array")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    lindef.apply(state)(x, bogus=True)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    lindef.apply(state)()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
