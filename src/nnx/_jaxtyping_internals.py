@@ -4,9 +4,10 @@ jaxtyping binds named dimensions ("din", "dout") in a thread-local memo that its
 `@jaxtyped` decorator pushes per function call. nnx binds dimensions per *Module
 instance* instead: to check one attribute it pushes a memo seeded with what the
 module's other attributes bound, runs jaxtyping's own check, and reads back the
-bindings. That needs `jaxtyping._storage` (push/get/pop of the memo), private since
-jaxtyping 0.2; the versions this works with are pinned in pyproject.toml and the
-behaviour is covered by tests/test_shape_checks.py.
+bindings. That needs `jaxtyping._storage` (push/get/pop of the memo), a private
+module. pyproject.toml pins the releases this was tested with (0.3.0 to 0.3.11; 0.2.x
+names dtypes differently in its annotations), and tests/test_shape_checks.py covers
+the behaviour on every JAX of the nox matrix.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ try:
     from jaxtyping import _storage
 except ImportError as e:  # pragma: no cover - guarded by the version pin
     raise ImportError(
-        "nnx's shape checks need jaxtyping's _storage module (jaxtyping >=0.2.36,<0.4)"
+        "nnx's shape checks need jaxtyping's _storage module (jaxtyping >=0.3,<0.4)"
     ) from e
 
 _Memo = tuple[dict[str, int], dict[str, Any], dict[str, Any], dict[str, Any]]
