@@ -127,6 +127,14 @@ def matrix(session: nox.Session) -> None:
         session.notify(_session_id("tests", python, jax), posargs=session.posargs)
 
 
+@nox.session(python=NEWEST[0], default=False)
+def bench(session: nox.Session) -> None:
+    """The benchmarks, next to flax.nnx and equinox on the same work (newest jax)."""
+    session.install("-e", ".", "flax", "equinox", *_jax_pins(NEWEST[1]))
+    for script in ("bench_partition.py", "bench_shape_checks.py", "bench_transforms.py"):
+        session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""

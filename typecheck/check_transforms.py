@@ -221,3 +221,11 @@ def scan_keeps_the_signature(layer: Block, x: jax.Array) -> None:
     scanned(layer, x)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
     decorator = nnx.scan(variable_axes={nnx.Param: 0}, length=3)
     assert_type(decorator(block_step)(layer, x, x), tuple[jax.Array, jax.Array])
+
+
+def vmap_keeps_the_signature(layer: Block, x: jax.Array) -> None:
+    mapped = nnx.vmap(block_step, in_axes=None, variable_axes={nnx.Param: 0})
+    assert_type(mapped(layer, x, x), tuple[jax.Array, jax.Array])
+    decorator = nnx.vmap(variable_axes={nnx.Param: 0}, split_rngs="dropout", axis_size=4)
+    assert_type(decorator(block_step)(layer, x, x), tuple[jax.Array, jax.Array])
+    nnx.vmap(block_step, axis_size="four")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]

@@ -45,7 +45,13 @@ from ._module import (
 )
 from ._nodes import is_node as is_node, register_node_type as register_node_type
 from ._pytree import Pytree as Pytree
-from ._scan import Scan as Scan, ScanModule as ScanModule, ScanOptions as ScanOptions, scan as scan
+from ._scan import (
+    Scan as Scan,
+    ScanModule as ScanModule,
+    ScanOptions as ScanOptions,
+    scan as scan,
+    vmap as vmap,
+)
 from ._shape_checks import shape_checks as shape_checks
 from ._state import State as State
 from ._transforms import (

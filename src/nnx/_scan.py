@@ -17,7 +17,7 @@ from ._filters import Filter, to_predicate
 from ._module import Module
 from ._state import State
 
-__all__ = ["Scan", "ScanModule", "ScanOptions", "scan"]
+__all__ = ["Scan", "ScanModule", "ScanOptions", "scan", "vmap"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -351,3 +351,123 @@ def Scan(
         return ScanModule(moduledef.merge(*states), options)
 
     return build
+
+
+# ------------------------------------------------------------------------------------
+# vmap
+
+
+def _per_arg(in_axes: Any, n: int) -> tuple[Any, ...]:
+    return tuple(in_axes) if _is_tuple(in_axes) else (in_axes,) * n
+
+
+def _states_tuple(states: Any) -> tuple[State[Any], ...]:
+    """partition() gives one State for one filter, a tuple for several."""
+    return tuple(states) if _is_tuple(states) else (states,)
+
+
+def _mapped_size(axes_states: list[Any], args: tuple[Any, ...], in_axes: Any) -> int | None:
+    sizes: set[int] = set()
+    for s in axes_states:
+        sizes |= _leading(s, 0)
+    for a, axis in zip(args, _per_arg(in_axes, len(args))):
+        if isinstance(axis, int):
+            sizes |= _leading(a, axis)
+    if len(sizes) > 1:
+        raise ValueError(f"nnx.vmap: mapped inputs have different sizes {sorted(sizes)}")
+    return next(iter(sizes)) if sizes else None
+
+
+@overload
+def vmap(
+    fn: Callable[P, R],
+    /,
+    *,
+    in_axes: int | tuple[Any, ...] | None = 0,
+    out_axes: Any = 0,
+    variable_axes: Mapping[Filter, int] | None = None,
+    split_rngs: Filter = None,
+    axis_size: int | None = None,
+) -> Callable[P, R]: ...
+@overload
+def vmap(
+    fn: None = None,
+    /,
+    *,
+    in_axes: int | tuple[Any, ...] | None = 0,
+    out_axes: Any = 0,
+    variable_axes: Mapping[Filter, int] | None = None,
+    split_rngs: Filter = None,
+    axis_size: int | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def vmap(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    in_axes: int | tuple[Any, ...] | None = 0,
+    out_axes: Any = 0,
+    variable_axes: Mapping[Filter, int] | None = None,
+    split_rngs: Filter = None,
+    axis_size: int | None = None,
+) -> Any:
+    """A lifted `jax.vmap`: `vmap(f)(module, *args, ctx=None, **kwargs)`.
+
+    The module's `variable_axes` state is mapped (stacked along the given axis, e.g.
+    an ensemble's parameters); the rest of its state is broadcast and must come back
+    unchanged. `in_axes` maps `args` (an int/None for all, or one per argument).
+    With `ctx=`, the streams named by `split_rngs` give each example its own key,
+    the others are shared. Changes to the mapped state are written back.
+    """
+    axes_map = dict(variable_axes or {})
+
+    def decorate(f: Callable[P, R]) -> Callable[P, R]:
+        body = cast("Callable[..., Any]", f)
+        filters = (*axes_map, ...)
+        axes = tuple(axes_map.values())
+
+        def wrapper(module: Any, *args: Any, ctx: Context | None = None, **kwargs: Any) -> Any:
+            if not isinstance(module, Module):
+                raise TypeError(f"nnx.vmap expects a Module first, got {type(module).__name__}")
+            partitioned, moduledef = module.partition(*filters)
+            states = _states_tuple(partitioned)
+            axes_states = [_move(s, axis, 0) for s, axis in zip(states[:-1], axes)]
+            rest_state = states[-1]
+            size = axis_size or _mapped_size(axes_states, args, in_axes)
+            split_keys: dict[str, jax.Array] = {}
+            broadcast_keys: dict[str, jax.Array] = {}
+            contextdef: ContextDef | None = None
+            if ctx is not None:
+                keys, contextdef = ctx.partition()
+                names = [n for n in ctx.rng_names if _names_stream(split_rngs, n)]
+                if names and size is None:
+                    raise ValueError("nnx.vmap: pass axis_size= to split RNG streams")
+                split_keys = {k: _split_key(v, size or 1) for k, v in keys.items() if k in names}
+                broadcast_keys = {k: v for k, v in keys.items() if k not in names}
+
+            def inner(
+                axes_states: tuple[Any, ...], rest: Any, args: tuple[Any, ...], step_keys: Any
+            ) -> tuple[Any, Any, Any]:
+                layer = moduledef.merge(*axes_states, rest)
+                call_kwargs = dict(kwargs)
+                if contextdef is not None:
+                    call_kwargs["ctx"] = contextdef.merge({**broadcast_keys, **step_keys})
+                out = body(layer, *args, **call_kwargs)
+                new_states = _states_tuple(layer.partition(*filters)[0])
+                return out, tuple(new_states[:-1]), new_states[-1]
+
+            args_axes = _per_arg(in_axes, len(args))
+            out, new_axes, new_rest = jax_vmap(
+                inner,
+                in_axes=((0,) * len(axes_states), None, args_axes, 0),
+                out_axes=(out_axes, (0,) * len(axes_states), None),
+                axis_size=size,
+            )(tuple(axes_states), rest_state, args, split_keys)
+            updates = [_move(s, 0, axis) for s, axis in zip(new_axes, axes)]
+            module.update_state((*updates, new_rest))
+            return out
+
+        wrapper.__name__ = getattr(f, "__name__", "vmap")
+        wrapper.__doc__ = getattr(f, "__doc__", None)
+        return cast("Callable[P, R]", wrapper)
+
+    return decorate if fn is None else decorate(fn)
