@@ -54,9 +54,6 @@ class ScanOptions:
     def axes(self) -> tuple[int, ...]:
         return tuple(axis for _, axis in self.variable_axes)
 
-    def split_names(self, ctx: Context) -> tuple[str, ...]:
-        return tuple(name for name in ctx.rng_names if _names_stream(self.split_rngs, name))
-
 
 def _is_tuple(x: object) -> TypeIs[tuple[Any, ...]]:
     return isinstance(x, tuple)
@@ -126,6 +123,34 @@ def _move(tree: Any, source: int, destination: int) -> Any:
     return _tree_map(move, tree)
 
 
+class _SplitContext:
+    """A Context split for a mapped or scanned call: the streams `split_rngs` names
+    get one key per step (`split_keys`, mapped over), the others are shared; `ctx(keys)`
+    rebuilds the Context for one step."""
+
+    def __init__(self, ctx: Context | None, split_rngs: Filter, size: int | None, who: str) -> None:
+        self.contextdef: ContextDef | None = None
+        self.split_keys: dict[str, jax.Array] = {}
+        self.shared_keys: dict[str, jax.Array] = {}
+        if ctx is None:
+            return
+        names = [n for n in ctx.rng_names if _names_stream(split_rngs, n)]
+        if names and size is None:
+            raise ValueError(f"{who}: cannot split RNG streams without a size (pass it)")
+        keys, self.contextdef = ctx.partition()
+        for name, key in keys.items():
+            if name in names:
+                self.split_keys[name] = _split_key(key, size or 1)
+            else:
+                self.shared_keys[name] = key
+
+    def add_to(self, kwargs: dict[str, Any], step_keys: dict[str, Any]) -> dict[str, Any]:
+        """`kwargs` with `ctx=` the step's Context, if there is a Context."""
+        if self.contextdef is None:
+            return kwargs
+        return {**kwargs, "ctx": self.contextdef.merge({**self.shared_keys, **step_keys})}
+
+
 def _scan_call(
     options: ScanOptions,
     fn: Callable[..., tuple[Any, Any]],
@@ -156,32 +181,22 @@ def _scan_call(
             )
         )
     (length,) = lengths
-    split_keys: dict[str, jax.Array] = {}
-    broadcast_keys: dict[str, jax.Array] = {}
-    contextdef: ContextDef | None = None
-    if ctx is not None:
-        keys, contextdef = ctx.partition()
-        split = options.split_names(ctx)
-        split_keys = {k: _split_key(v, length) for k, v in keys.items() if k in split}
-        broadcast_keys = {k: v for k, v in keys.items() if k not in split}
+    rngs = _SplitContext(ctx, options.split_rngs, length, "nnx.scan")
     xs_in = xs if options.in_axes is not None else None
 
     def body(carry_in: tuple[Any, State[Any]], sliced: tuple[Any, ...]) -> tuple[Any, Any]:
         user_carry, carry_state = carry_in
         axes_slices, x, step_keys = sliced
         layer = moduledef.merge(*axes_slices, broadcast_state, carry_state)
-        call_kwargs = dict(kwargs)
-        if contextdef is not None:
-            call_kwargs["ctx"] = contextdef.merge({**broadcast_keys, **step_keys})
         x_arg = x if options.in_axes is not None else xs
-        new_carry, y = fn(layer, user_carry, x_arg, *args, **call_kwargs)
+        new_carry, y = fn(layer, user_carry, x_arg, *args, **rngs.add_to(kwargs, step_keys))
         new_states, _ = layer.partition(*options.filters)
         return (new_carry, new_states[n_axes + 1]), (y, tuple(new_states[:n_axes]))
 
     (carry_out, carry_state_out), (ys, new_axes) = _lax_scan(
         body,
         (carry, carry_state),
-        (tuple(axes_states), xs_in, split_keys),
+        (tuple(axes_states), xs_in, rngs.split_keys),
         length=length,
         reverse=options.reverse,
         unroll=options.unroll,
@@ -330,24 +345,20 @@ def Scan(
         n = options.length
         call_kwargs: dict[str, Any] = dict(kwargs)
         ctx = call_kwargs.pop("ctx", None)
-        keys: dict[str, Any] = {}
-        contextdef: ContextDef | None = None
-        split: tuple[str, ...] = ()
-        if isinstance(ctx, Context):
-            keys, contextdef = ctx.partition()
-            split = options.split_names(ctx)
-        split_keys = {k: _split_key(v, n) for k, v in keys.items() if k in split}
-        broadcast_keys = {k: v for k, v in keys.items() if k not in split}
+        rngs = _SplitContext(
+            ctx if isinstance(ctx, Context) else None, options.split_rngs, n, "nnx.Scan"
+        )
 
         def init(step_keys: dict[str, Any]) -> tuple[Any, Any]:
-            if contextdef is not None:
-                call_kwargs["ctx"] = contextdef.merge({**broadcast_keys, **step_keys})
             make: Callable[..., Module] = constructor
-            states, moduledef = make(*args, **call_kwargs).partition(*options.filters)
+            module = make(*args, **rngs.add_to(call_kwargs, step_keys))
+            states, moduledef = module.partition(*options.filters)
             return states, moduledef  # a plain tuple: vmap's out_axes prefix matches it
 
         out_axes = ((*options.axes, None, None), None)
-        states, moduledef = jax_vmap(init, in_axes=(0,), out_axes=out_axes, axis_size=n)(split_keys)
+        states, moduledef = jax_vmap(init, in_axes=(0,), out_axes=out_axes, axis_size=n)(
+            rngs.split_keys
+        )
         return ScanModule(moduledef.merge(*states), options)
 
     return build
@@ -433,25 +444,13 @@ def vmap(
             axes_states = [_move(s, axis, 0) for s, axis in zip(states[:-1], axes)]
             rest_state = states[-1]
             size = axis_size or _mapped_size(axes_states, args, in_axes)
-            split_keys: dict[str, jax.Array] = {}
-            broadcast_keys: dict[str, jax.Array] = {}
-            contextdef: ContextDef | None = None
-            if ctx is not None:
-                keys, contextdef = ctx.partition()
-                names = [n for n in ctx.rng_names if _names_stream(split_rngs, n)]
-                if names and size is None:
-                    raise ValueError("nnx.vmap: pass axis_size= to split RNG streams")
-                split_keys = {k: _split_key(v, size or 1) for k, v in keys.items() if k in names}
-                broadcast_keys = {k: v for k, v in keys.items() if k not in names}
+            rngs = _SplitContext(ctx, split_rngs, size, "nnx.vmap (axis_size=)")
 
             def inner(
                 axes_states: tuple[Any, ...], rest: Any, args: tuple[Any, ...], step_keys: Any
             ) -> tuple[Any, Any, Any]:
                 layer = moduledef.merge(*axes_states, rest)
-                call_kwargs = dict(kwargs)
-                if contextdef is not None:
-                    call_kwargs["ctx"] = contextdef.merge({**broadcast_keys, **step_keys})
-                out = body(layer, *args, **call_kwargs)
+                out = body(layer, *args, **rngs.add_to(kwargs, step_keys))
                 new_states = _states_tuple(layer.partition(*filters)[0])
                 return out, tuple(new_states[:-1]), new_states[-1]
 
@@ -461,7 +460,7 @@ def vmap(
                 in_axes=((0,) * len(axes_states), None, args_axes, 0),
                 out_axes=(out_axes, (0,) * len(axes_states), None),
                 axis_size=size,
-            )(tuple(axes_states), rest_state, args, split_keys)
+            )(tuple(axes_states), rest_state, args, rngs.split_keys)
             updates = [_move(s, 0, axis) for s, axis in zip(new_axes, axes)]
             module.update_state((*updates, new_rest))
             return out
