@@ -80,8 +80,13 @@ from ._variables import (
 )
 from .nn import (
     BatchNorm as BatchNorm,
+    Conv as Conv,
     Dropout as Dropout,
+    Embed as Embed,
+    GroupNorm as GroupNorm,
+    LayerNorm as LayerNorm,
     Linear as Linear,
+    RMSNorm as RMSNorm,
     celu as celu,
     elu as elu,
     gelu as gelu,

@@ -28,7 +28,14 @@ from ._activations import (
     swish as swish,
     tanh as tanh,
 )
+from ._conv import Conv as Conv
 from ._dtypes import canonicalize_dtype as canonicalize_dtype, promote_dtype as promote_dtype
+from ._embed import Embed as Embed
 from ._linear import Linear as Linear
-from ._normalization import BatchNorm as BatchNorm
+from ._normalization import (
+    BatchNorm as BatchNorm,
+    GroupNorm as GroupNorm,
+    LayerNorm as LayerNorm,
+    RMSNorm as RMSNorm,
+)
 from ._stochastic import Dropout as Dropout

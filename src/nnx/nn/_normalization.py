@@ -17,7 +17,7 @@ from . import initializers
 from ._common import reshape, resolve_flag
 from ._dtypes import canonicalize_dtype
 
-__all__ = ["BatchNorm"]
+__all__ = ["BatchNorm", "GroupNorm", "LayerNorm", "RMSNorm"]
 
 
 _default_bias_init = initializers.zeros()
@@ -122,3 +122,142 @@ class BatchNorm(Module):
         if self.bias is not None:
             y = y + reshape(self.bias, stat_shape)
         return jnp.asarray(y, dtype)
+
+
+def _normalize(
+    x: jax.Array,
+    axes: tuple[int, ...],
+    epsilon: float,
+    *,
+    center: bool = True,
+) -> jax.Array:
+    """`(x - mean) * rsqrt(var + epsilon)` over `axes` (float32 or wider statistics)."""
+    xs = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean2 = jnp.mean(lax.square(xs), axes, keepdims=True)
+    if not center:
+        return xs * lax.rsqrt(mean2 + epsilon)
+    mean = jnp.mean(xs, axes, keepdims=True)
+    var = jnp.maximum(0.0, mean2 - lax.square(mean))
+    return (xs - mean) * lax.rsqrt(var + epsilon)
+
+
+class LayerNorm(Module):
+    """Normalize each example over its last axis, then scale and shift."""
+
+    scale: Param[Shaped[Array, " num_features"] | None]
+    bias: Param[Shaped[Array, " num_features"] | None]
+    num_features: int
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        epsilon: float = 1e-6,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        use_bias: bool = True,
+        use_scale: bool = True,
+        bias_init: initializers.Initializer = _default_bias_init,
+        scale_init: initializers.Initializer = _default_scale_init,
+        ctx: Context,
+    ) -> None:
+        shape = (num_features,)
+        self.scale = Param(
+            scale_init(ctx.make_rng("params"), shape, param_dtype) if use_scale else None
+        )
+        self.bias = Param(
+            bias_init(ctx.make_rng("params"), shape, param_dtype) if use_bias else None
+        )
+        self.num_features = num_features
+        self.epsilon = epsilon
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = _normalize(jnp.asarray(x), (-1,), self.epsilon)
+        if self.scale is not None:
+            y = y * self.scale
+        if self.bias is not None:
+            y = y + self.bias
+        return jnp.asarray(y, canonicalize_dtype(x, self.scale, self.bias, dtype=self.dtype))
+
+
+class RMSNorm(Module):
+    """Scale each example by the inverse root mean square of its last axis."""
+
+    scale: Param[Shaped[Array, " num_features"] | None]
+    num_features: int
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        epsilon: float = 1e-6,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        use_scale: bool = True,
+        scale_init: initializers.Initializer = _default_scale_init,
+        ctx: Context,
+    ) -> None:
+        shape = (num_features,)
+        self.scale = Param(
+            scale_init(ctx.make_rng("params"), shape, param_dtype) if use_scale else None
+        )
+        self.num_features = num_features
+        self.epsilon = epsilon
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = _normalize(jnp.asarray(x), (-1,), self.epsilon, center=False)
+        if self.scale is not None:
+            y = y * self.scale
+        return jnp.asarray(y, canonicalize_dtype(x, self.scale, dtype=self.dtype))
+
+
+class GroupNorm(Module):
+    """Normalize groups of channels (channels last) over all non-batch axes."""
+
+    scale: Param[Shaped[Array, " num_features"] | None]
+    bias: Param[Shaped[Array, " num_features"] | None]
+    num_features: int
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        num_groups: int = 32,
+        epsilon: float = 1e-6,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        use_bias: bool = True,
+        use_scale: bool = True,
+        bias_init: initializers.Initializer = _default_bias_init,
+        scale_init: initializers.Initializer = _default_scale_init,
+        ctx: Context,
+    ) -> None:
+        if num_features % num_groups != 0:
+            raise ValueError(
+                f"GroupNorm: num_features ({num_features}) must be divisible by "
+                f"num_groups ({num_groups})"
+            )
+        shape = (num_features,)
+        self.scale = Param(
+            scale_init(ctx.make_rng("params"), shape, param_dtype) if use_scale else None
+        )
+        self.bias = Param(
+            bias_init(ctx.make_rng("params"), shape, param_dtype) if use_bias else None
+        )
+        self.num_features = num_features
+        self.num_groups = num_groups
+        self.epsilon = epsilon
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x)
+        grouped = reshape(x, (*x.shape[:-1], self.num_groups, self.num_features // self.num_groups))
+        axes = (*range(1, grouped.ndim - 2), grouped.ndim - 1)
+        y = reshape(_normalize(grouped, axes, self.epsilon), x.shape)
+        if self.scale is not None:
+            y = y * self.scale
+        if self.bias is not None:
+            y = y + self.bias
+        return jnp.asarray(y, canonicalize_dtype(x, self.scale, self.bias, dtype=self.dtype))

@@ -1,0 +1,59 @@
+"""Embedding lookup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Shaped
+
+from .._context import Context
+from .._module import Module
+from .._variables import Param
+from . import initializers
+from ._dtypes import promote_dtype
+
+__all__ = ["Embed"]
+
+default_embed_init = initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+
+
+class Embed(Module):
+    """A table of `num_embeddings` vectors of size `features`; `embed(ids)` looks
+    rows up (`ids` of any integer shape), `embed.attend(q)` scores `q` against them."""
+
+    embedding: Param[Shaped[Array, "num_embeddings features"]]
+    num_embeddings: int
+    features: int
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        features: int,
+        *,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        embedding_init: initializers.Initializer = default_embed_init,
+        ctx: Context,
+    ) -> None:
+        self.embedding = Param(
+            embedding_init(ctx.make_rng("params"), (num_embeddings, features), param_dtype)
+        )
+        self.num_embeddings = num_embeddings
+        self.features = features
+        self.dtype = dtype
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        inputs = jnp.asarray(inputs)
+        if not jnp.issubdtype(inputs.dtype, jnp.integer):
+            raise ValueError(
+                f"Embed: input type must be an integer or unsigned integer, got {inputs.dtype}"
+            )
+        (embedding,) = promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
+        return jnp.take(embedding, inputs, axis=0)
+
+    def attend(self, query: jax.Array) -> jax.Array:
+        """`query @ embedding.T`: a score per embedding (e.g. tied output logits)."""
+        query, embedding = promote_dtype(query, self.embedding, dtype=self.dtype)
+        return jnp.dot(query, embedding.T)
