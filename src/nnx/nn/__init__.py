@@ -28,6 +28,10 @@ from ._activations import (
     swish as swish,
     tanh as tanh,
 )
+from ._attention import (
+    MultiHeadAttention as MultiHeadAttention,
+    dot_product_attention as dot_product_attention,
+)
 from ._conv import Conv as Conv
 from ._dtypes import canonicalize_dtype as canonicalize_dtype, promote_dtype as promote_dtype
 from ._embed import Embed as Embed
