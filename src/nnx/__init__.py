@@ -53,6 +53,14 @@ from ._scan import (
     vmap as vmap,
 )
 from ._shape_checks import shape_checks as shape_checks
+from ._spmd import (
+    PARTITION_NAME as PARTITION_NAME,
+    get_partition_spec as get_partition_spec,
+    logical_axis_rules as logical_axis_rules,
+    logical_to_mesh as logical_to_mesh,
+    with_logical_constraint as with_logical_constraint,
+    with_logical_partitioning as with_logical_partitioning,
+)
 from ._state import State as State
 from ._transforms import (
     Remat as Remat,
