@@ -90,7 +90,7 @@ def get_partition_spec(tree: T) -> T:
     return result
 
 
-def _mesh_axes(names: Sequence[str | tuple[str, ...] | None], rules: LogicalRules) -> PartitionSpec:
+def _mesh_axes(names: Sequence[Any], rules: LogicalRules) -> PartitionSpec:
     used: set[str] = set()
     out: list[str | tuple[str, ...] | None] = []
     seen: set[str] = set()
