@@ -170,7 +170,7 @@ def _spec_for(name: str, hint: Any) -> AttrSpec | None:
         array,
         other,
         text,
-        binds_dim=other is int,
+        binds_dim=other is int or other == tuple[int, ...],
         dims=named_dims(array) if array is not None else frozenset(),
     )
 
@@ -306,6 +306,17 @@ def _check_payload(spec: AttrSpec, payload: Any, seed: Bindings) -> tuple[str, B
     hint = spec.hint
     if hint is not None and spec.kind is None and not _fits(payload, hint):
         return f"not an instance of {_hint_text(spec.hint)}", None
+    if spec.binds_dim and _is_int_tuple(payload):
+        # a tuple[int, ...] attribute binds the variadic dimension of its name (*name)
+        bound_shape = seed[1].get(spec.name)
+        if bound_shape is not None and tuple(bound_shape[1]) != payload:
+            return (
+                f"{spec.name}={payload}, but dimensions *{spec.name} are {tuple(bound_shape[1])}",
+                None,
+            )
+        no_single: dict[str, int] = {}
+        shape: dict[str, Any] = {spec.name: (False, payload)}
+        return "", (no_single, shape)
     if spec.binds_dim and isinstance(payload, int) and not isinstance(payload, bool):
         bound = seed[0].get(spec.name)
         if bound is not None and bound != payload:
@@ -334,6 +345,13 @@ _vars: Any = None
 def register_module_internals(dims_slot: Any, vars_getter: Any) -> None:
     global _dims_slot, _vars
     _dims_slot, _vars = dims_slot, vars_getter
+
+
+def _is_int_tuple(x: object) -> TypeIs[tuple[int, ...]]:
+    return isinstance(x, tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool)
+        for v in x  # pyright: ignore[reportUnknownVariableType]
+    )
 
 
 def _memo(module: Module) -> dict[str, Bindings]:

@@ -45,6 +45,8 @@ class Conv(Module):
 
     kernel: Param[Shaped[Array, "*kernel_size in_per_group out_features"]]
     bias: Param[Shaped[Array, " out_features"] | None]
+    kernel_size: tuple[int, ...]
+    in_per_group: int
     out_features: int
 
     def __init__(
@@ -84,6 +86,7 @@ class Conv(Module):
             bias_init(ctx.make_rng("params"), (out_features,), param_dtype) if use_bias else None
         )
         self.in_features = in_features
+        self.in_per_group = in_features // feature_group_count
         self.out_features = out_features
         self.kernel_size = kernel_size
         self.strides = _tuple(strides, n, "strides")
@@ -114,7 +117,12 @@ class Conv(Module):
             raise ValueError(f"Invalid padding format: {padding!r}")
         pairs: list[tuple[int, int]] = []
         for p in padding:
-            pairs.append((p, p) if isinstance(p, int) else (int(p[0]), int(p[1])))
+            if isinstance(p, int):
+                pairs.append((p, p))
+            elif len(p) == 2:
+                pairs.append((int(p[0]), int(p[1])))
+            else:
+                raise ValueError(f"Invalid padding format: {padding!r} (pairs are (low, high))")
         if len(pairs) != n:
             raise ValueError(f"Invalid padding format: {padding!r} (need {n} entries)")
         return x, pairs

@@ -159,6 +159,8 @@ class LayerNorm(Module):
         use_scale: bool = True,
         bias_init: initializers.Initializer = _default_bias_init,
         scale_init: initializers.Initializer = _default_scale_init,
+        reduction_axes: int | tuple[int, ...] = -1,
+        feature_axes: int = -1,
         ctx: Context,
     ) -> None:
         shape = (num_features,)
@@ -171,13 +173,19 @@ class LayerNorm(Module):
         self.num_features = num_features
         self.epsilon = epsilon
         self.dtype = dtype
+        self.reduction_axes = (
+            (reduction_axes,) if isinstance(reduction_axes, int) else tuple(reduction_axes)
+        )
+        self.feature_axes = feature_axes
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = _normalize(jnp.asarray(x), (-1,), self.epsilon)
+        x = jnp.asarray(x)
+        y = _normalize(x, self.reduction_axes, self.epsilon)
+        feature_shape = _feature_shape(x.ndim, self.feature_axes, self.num_features)
         if self.scale is not None:
-            y = y * self.scale
+            y = y * reshape(self.scale, feature_shape)
         if self.bias is not None:
-            y = y + self.bias
+            y = y + reshape(self.bias, feature_shape)
         return jnp.asarray(y, canonicalize_dtype(x, self.scale, self.bias, dtype=self.dtype))
 
 
