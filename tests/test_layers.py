@@ -178,10 +178,9 @@ def test_layernorm_constant_input_clips_variance():
     ln = nnx.LayerNorm(4, ctx=nnx.context(0))
     ln.bias = jnp.array([1.0, 2.0, 3.0, 4.0])
     x = jnp.asarray(np.repeat(np.float32([[0.1], [3.7], [123.4]]), 4, axis=1))
-    # in float32, E[x²] - E[x]² of the constant row 123.4 is below -epsilon: unclipped,
+    # in float32, E[x²] - E[x]² of the constant row 123.4 can come out below -epsilon
+    # (it does on recent XLA; older releases round it to 0): unclipped,
     # rsqrt(var + epsilon) would be NaN
-    unclipped = jax.jit(lambda x: jnp.mean(x**2, -1) - jnp.mean(x, -1) ** 2)(x)
-    assert float(unclipped[2]) < -1e-6
     y = _call(ln, x)
     assert np.isfinite(y).all()
     _close(y, np.broadcast_to(ln.bias, (3, 4)), atol=0.05)
