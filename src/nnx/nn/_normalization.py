@@ -24,6 +24,17 @@ _default_bias_init = initializers.zeros()
 _default_scale_init = initializers.ones()
 
 
+def _optional_param(
+    use: bool,
+    init: initializers.Initializer,
+    ctx: Context,
+    shape: tuple[int, ...],
+    dtype: Any,
+) -> Param[Any]:
+    """`Param(init(key, shape, dtype))`, or `Param(None)` (still a state entry) if unused."""
+    return Param(init(ctx.make_rng("params"), shape, dtype) if use else None)
+
+
 def _feature_shape(ndim: int, axis: int, size: int) -> tuple[int, ...]:
     shape = [1] * ndim
     shape[axis % ndim] = size
@@ -66,12 +77,8 @@ class BatchNorm(Module):
         feature_shape = (num_features,)
         self.mean = BatchStat(jnp.zeros(feature_shape, jnp.float32))
         self.var = BatchStat(jnp.ones(feature_shape, jnp.float32))
-        self.scale = Param(
-            scale_init(ctx.make_rng("params"), feature_shape, param_dtype) if use_scale else None
-        )
-        self.bias = Param(
-            bias_init(ctx.make_rng("params"), feature_shape, param_dtype) if use_bias else None
-        )
+        self.scale = _optional_param(use_scale, scale_init, ctx, feature_shape, param_dtype)
+        self.bias = _optional_param(use_bias, bias_init, ctx, feature_shape, param_dtype)
         self.num_features = num_features
         self.use_running_average = use_running_average
         self.axis = axis
@@ -164,12 +171,8 @@ class LayerNorm(Module):
         ctx: Context,
     ) -> None:
         shape = (num_features,)
-        self.scale = Param(
-            scale_init(ctx.make_rng("params"), shape, param_dtype) if use_scale else None
-        )
-        self.bias = Param(
-            bias_init(ctx.make_rng("params"), shape, param_dtype) if use_bias else None
-        )
+        self.scale = _optional_param(use_scale, scale_init, ctx, shape, param_dtype)
+        self.bias = _optional_param(use_bias, bias_init, ctx, shape, param_dtype)
         self.num_features = num_features
         self.epsilon = epsilon
         self.dtype = dtype
@@ -207,9 +210,7 @@ class RMSNorm(Module):
         ctx: Context,
     ) -> None:
         shape = (num_features,)
-        self.scale = Param(
-            scale_init(ctx.make_rng("params"), shape, param_dtype) if use_scale else None
-        )
+        self.scale = _optional_param(use_scale, scale_init, ctx, shape, param_dtype)
         self.num_features = num_features
         self.epsilon = epsilon
         self.dtype = dtype
@@ -248,12 +249,8 @@ class GroupNorm(Module):
                 f"num_groups ({num_groups})"
             )
         shape = (num_features,)
-        self.scale = Param(
-            scale_init(ctx.make_rng("params"), shape, param_dtype) if use_scale else None
-        )
-        self.bias = Param(
-            bias_init(ctx.make_rng("params"), shape, param_dtype) if use_bias else None
-        )
+        self.scale = _optional_param(use_scale, scale_init, ctx, shape, param_dtype)
+        self.bias = _optional_param(use_bias, bias_init, ctx, shape, param_dtype)
         self.num_features = num_features
         self.num_groups = num_groups
         self.epsilon = epsilon
