@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 import jax
 from jax.core import Tracer as Tracer
 
-__all__ = ["JAX_VERSION", "Tracer", "TraceState", "current_trace", "is_tracer"]
+__all__ = ["JAX_VERSION", "Tracer", "TraceState", "current_trace"]
 
 JAX_VERSION: tuple[int, ...] = tuple(
     int(part) for part in jax.__version__.split(".")[:3] if part.isdigit()
@@ -75,10 +75,6 @@ class TraceState:
 
 def current_trace() -> TraceState:
     return TraceState()
-
-
-def is_tracer(x: Any) -> bool:
-    return isinstance(x, Tracer)
 
 
 # jax's pytree registration functions are "partially unknown" to pyright (their key

@@ -32,6 +32,7 @@ from . import _nodes
 from ._compat import TraceState, current_trace, register_pytree_node
 from ._errors import MSG_MODULE_TRACE, TraceContextError
 from ._filters import Filter, Path, Predicate, check_filters
+from ._jaxtyping_internals import Bindings
 from ._nodes import (
     CONTAINER_NODE,
     MODULE,
@@ -43,6 +44,7 @@ from ._nodes import (
 )
 from ._repr import indent, repr_value
 from ._shape_checks import (
+    AttrSpec,
     check_assignment,
     class_specs,
     commit,
@@ -1154,12 +1156,7 @@ class Module:
             variable._value = value  # no longer ours: a free-standing box
             return
         _check_trace(self, name)
-        if shape_checks_enabled():
-            spec = class_specs(type(self)).get(name)
-            own = check_assignment(self, spec, value, variable) if spec is not None else None
-        else:
-            spec = own = None
-            _forget_dims(self)
+        spec, own = _shape_check(self, name, value, variable)
         variable._value = value
         if spec is not None:
             commit(self, name, own)
@@ -1227,6 +1224,20 @@ class _ClassInfo:
 _class_infos: dict[type[Any], _ClassInfo] = {}
 
 
+def _shape_check(
+    module: Module, name: str, value: Any, old: Any
+) -> tuple[AttrSpec | None, Bindings | None]:
+    """Check `module.<name> = value` against its annotation, if it has one and checks
+    are on: `(spec, bindings to commit after the write)`; raises ShapeCheckError."""
+    if not shape_checks_enabled():
+        _forget_dims(module)  # unchecked values: rebuild the bindings when checks resume
+        return None, None
+    spec = class_specs(type(module)).get(name)
+    if spec is None:
+        return None, None
+    return spec, check_assignment(module, spec, value, old)
+
+
 def _setattr(module: Module, name: str, value: Any) -> None:
     _check_trace(module, name)
     cls = type(module)
@@ -1241,12 +1252,7 @@ def _setattr(module: Module, name: str, value: Any) -> None:
     if wrap is not None and not isinstance(value, Container):
         value = wrap(value)  # an nnx.dataclass field: param_field(), ...
     d = _vars(module)
-    if shape_checks_enabled():
-        spec = class_specs(cls).get(name)
-        own = check_assignment(module, spec, value, d.get(name)) if spec is not None else None
-    else:
-        spec = own = None
-        _forget_dims(module)  # unchecked values: rebuild the bindings when checks resume
+    spec, own = _shape_check(module, name, value, d.get(name))
     container, payload, structural = _prepare_assignment(module, name, value, d)
     if container is not None:
         container._value = payload

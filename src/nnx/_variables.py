@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, overload
 
 import jax
@@ -464,7 +464,3 @@ def _static_unflatten(aux: tuple[Any, _Metadata], _: Iterable[Any]) -> Static[An
 
 
 register_pytree_node(Static, _static_flatten, _static_unflatten)
-
-
-def iter_metadata(container: Container[Any]) -> Iterator[tuple[str, Any]]:
-    return iter(container._metadata)
