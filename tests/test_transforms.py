@@ -616,6 +616,24 @@ def test_jit_same_structure_never_retraces():
     _allclose(out, 6.0)
 
 
+def test_jit_reusing_one_context_draws_new_keys_without_retracing():
+    traces = []
+
+    @nnx.jit
+    def noisy(m, x, *, ctx):
+        traces.append(None)
+        return m(x, deterministic=False, ctx=ctx)
+
+    dropout, ctx = nnx.Dropout(0.5), nnx.context(dropout=0)
+    masks = [np.asarray(noisy(dropout, jnp.ones(16), ctx=ctx)) for _ in range(5)]
+    assert len(traces) == 1
+    assert len({m.tobytes() for m in masks}) == 5  # every call drew a fresh key
+    # and a Context that starts from the same seed replays the same keys
+    replay = nnx.context(dropout=0)
+    np.testing.assert_array_equal(noisy(dropout, jnp.ones(16), ctx=replay), masks[0])
+    assert len(traces) == 1
+
+
 def test_jit_retraces_once_when_a_variable_shape_changes():
     step, traces = _traced_step()
     model = Holder(w=nnx.Param(jnp.zeros(3)))

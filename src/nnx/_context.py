@@ -126,17 +126,18 @@ class Context:
     def partition(self) -> PureContext:
         """A pytree (keys, ContextDef) that crosses JAX transforms whole.
 
-        `pure.merge()` rebuilds a Context whose streams are children of these: its keys
-        differ from any this Context gives later, deterministically.
+        `pure.merge()` rebuilds a Context whose streams are children of these: each
+        child's base key is a fresh draw from its parent stream, so its keys differ from
+        any this Context gives later, deterministically. The ContextDef holds only the
+        stream names and flags, so partitioning the same Context again and again (e.g.
+        once per `nnx.jit` call) gives an equal ContextDef and no retrace.
         """
         self._check_trace()
         keys: dict[str, KeyLike] = {}
-        counts: list[tuple[str, tuple[int, ...]]] = []
         for name in sorted(self._rngs):
-            child = self._rngs[name].fork()
-            keys[name] = child.key
-            counts.append((name, child.count_path))
-        return PureContext(keys, ContextDef(tuple(counts), tuple(sorted(self._flags.items()))))
+            keys[name] = self._rngs[name].make_rng(name)
+        counts = tuple((name, ()) for name in keys)
+        return PureContext(keys, ContextDef(counts, tuple(sorted(self._flags.items()))))
 
     def __repr__(self) -> str:
         return f"Context(rngs={list(sorted(self._rngs))}, flags={self._flags!r})"
