@@ -114,3 +114,26 @@ jax_value_and_grad: Callable[..., _AnyFn] = getattr(jax, "value_and_grad")  # no
 jax_checkpoint: Callable[..., _AnyFn] = getattr(jax, "checkpoint")  # noqa: B009
 jax_vmap: Callable[..., _AnyFn] = getattr(jax, "vmap")  # noqa: B009
 jax_eval_shape: Callable[..., Any] = getattr(jax, "eval_shape")  # noqa: B009
+
+# Pytree utilities whose treedef type is unknown to the checkers (it comes from an
+# extension module), and ShapeDtypeStruct, whose constructor is untyped in old jax.
+tree_flatten: Callable[[Any], tuple[list[Any], Any]] = getattr(jax.tree_util, "tree_flatten")  # noqa: B009
+tree_flatten_with_path: Callable[[Any], tuple[list[tuple[Any, Any]], Any]] = getattr(  # noqa: B009
+    jax.tree_util, "tree_flatten_with_path"
+)
+tree_unflatten: Callable[[Any, Iterable[Any]], Any] = getattr(jax.tree_util, "tree_unflatten")  # noqa: B009
+keystr: Callable[[Any], str] = getattr(jax.tree_util, "keystr")  # noqa: B009
+wrap_key_data: Callable[..., jax.Array] = getattr(jax.random, "wrap_key_data")  # noqa: B009
+shape_dtype_struct: Callable[..., jax.ShapeDtypeStruct] = getattr(jax, "ShapeDtypeStruct")  # noqa: B009
+
+
+def default_sharding() -> jax.sharding.Sharding:
+    """Placement on the device jax puts new arrays on."""
+    devices: Callable[[], list[Any]] = getattr(jax, "devices")  # noqa: B009
+    sharding: jax.sharding.Sharding = jax.sharding.SingleDeviceSharding(devices()[0])
+    return sharding
+
+
+def is_prng_key_dtype(dtype: Any) -> bool:
+    """Whether `dtype` is a typed PRNG key dtype (`key<fry>`, ...)."""
+    return bool(jax.numpy.issubdtype(dtype, jax.dtypes.prng_key))

@@ -19,8 +19,14 @@ import numpy as np
 from jax.tree_util import GetAttrKey
 from typing_extensions import ParamSpec, Self, TypeIs, TypeVar
 
-from ._compat import register_pytree_node, register_pytree_with_keys
+from ._compat import (
+    is_prng_key_dtype,
+    register_pytree_node,
+    register_pytree_with_keys,
+    tree_flatten,
+)
 from ._repr import indent, repr_value
+from ._treescope import render_constructor
 
 __all__ = [
     "BatchStat",
@@ -97,14 +103,30 @@ def _is_array(x: object) -> bool:
     return isinstance(x, _ARRAY_TYPES)
 
 
+def _is_key_array(x: Any) -> bool:
+    return isinstance(x, jax.Array) and is_prng_key_dtype(x.dtype)
+
+
 def _values_equal(a: Any, b: Any) -> bool:
+    """Equal values: arrays by dtype, shape and elements (typed PRNG keys by key data),
+    pytrees leaf by leaf, anything else by `==`."""
     if a is b:
         return True
     if _is_array(a) or _is_array(b):
+        if _is_key_array(a) or _is_key_array(b):
+            if not (_is_key_array(a) and _is_key_array(b)) or a.dtype != b.dtype:
+                return False
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
         xa = np.asarray(a)
         xb = np.asarray(b)
         return xa.shape == xb.shape and xa.dtype == xb.dtype and bool((xa == xb).all())
-    return bool(a == b)
+    leaves_a, tree_a = tree_flatten(a)
+    leaves_b, tree_b = tree_flatten(b)
+    if tree_a != tree_b:
+        return False
+    if tree_a.num_nodes == 1 and tree_a.num_leaves == 1:  # a and b are leaves themselves
+        return bool(a == b)
+    return all(_values_equal(x, y) for x, y in zip(leaves_a, leaves_b))
 
 
 def is_container(x: object) -> TypeIs[Container[Any]]:
@@ -226,6 +248,12 @@ class Container(Generic[A]):
         fields = [f"value={indent(repr_value(self._value))}"]
         fields += [f"{k}={v!r}" for k, v in self._metadata]
         return f"{type(self).__name__}({', '.join(fields)})"
+
+    def __treescope_repr__(self, path: str | None, subtree_renderer: Any) -> Any:
+        """treescope's rich repr: `Kind(value=..., metadata...)`."""
+        return render_constructor(
+            self, {"value": self._value, **dict(self._metadata)}, path, subtree_renderer
+        )
 
     def __getstate__(self) -> tuple[Any, _Metadata]:
         return (self._value, self._metadata)
