@@ -4,7 +4,7 @@ and shape-checked at run time."""
 from importlib.metadata import PackageNotFoundError, version as _version
 from typing import TYPE_CHECKING
 
-from . import nn as nn
+from . import checkpoints as checkpoints, nn as nn
 from ._compat import TraceState as TraceState
 from ._context import (
     Context as Context,

@@ -52,6 +52,7 @@ from ._shape_checks import (
     shape_checks_enabled,
 )
 from ._state import State, path_sort_key, split_pairs
+from ._treescope import render_constructor
 from ._variables import Container, Node, Static, Variable, is_container, is_node_box, is_variable
 
 __all__ = ["ApplyCaller", "Module", "ModuleDef", "Pure", "PureModule"]
@@ -1168,6 +1169,10 @@ class Module:
         d = _vars(self)
         for name, value in state.items():
             d[name] = _owned_copy(value, self, name) if is_node_box(value) else value
+
+    def __treescope_repr__(self, path: str | None, subtree_renderer: Any) -> Any:
+        """treescope's rich repr: attributes with Variables boxed (kind visible)."""
+        return render_constructor(self, dict(_vars(self)), path, subtree_renderer)
 
     def __repr__(self) -> str:
         active: set[int] | None = getattr(_repr_state, "active", None)

@@ -12,6 +12,7 @@ from ._compat import register_pytree_with_keys
 from ._filters import Filter, Path, Predicate, check_filters
 from ._nodes import register_node_type
 from ._repr import indent, repr_value
+from ._treescope import render_mapping
 from ._variables import Container, _values_equal
 
 __all__ = ["State", "path_sort_key"]
@@ -167,6 +168,10 @@ class State(Mapping[Path, V]):
         return State._from_sorted({p: v for p, v in self._mapping.items() if p not in other})
 
     # -- display ----------------------------------------------------------------------------
+    def __treescope_repr__(self, path: str | None, subtree_renderer: Any) -> Any:
+        """treescope's rich repr: `State({path: entry, ...})`."""
+        return render_mapping(self, self._mapping, path, subtree_renderer)
+
     def __repr__(self) -> str:
         if not self._mapping:
             return "State({})"
