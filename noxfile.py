@@ -3,7 +3,8 @@
     python3 -m pip install nox uv    # once
     python3 -m nox                   # default sessions (what CI runs)
     python3 -m nox -l                # list every session; defaults are marked '*'
-    python3 -m nox -s matrix         # the whole jax test matrix (same as -s tests)
+    python3 -m nox -s matrix         # tests and examples on every JAX_MATRIX pair
+    python3 -m nox -t examples       # every example script, on every pair
     python3 -m nox -s "tests(python='3.10', jax='0.4.36')" -- -x -k linear   # args go to pytest
 
 Session ids are built from JAX_MATRIX: ``tests(python='3.10', jax='0.4.36')`` and
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import nox
 
 # ---------------------------------------------------------------------------
 # The supported (python, jax) pairs, oldest first. jax and jaxlib are pinned to
-# the same version. Other sessions (typecheck, and later bench/examples) use
+# the same version. Other sessions (typecheck, bench, the default examples runs) use
 # OLDEST and NEWEST, so edit the pairs here and nowhere else.
 # ---------------------------------------------------------------------------
 JAX_MATRIX: list[tuple[str, str]] = [
@@ -120,11 +122,41 @@ def typecheck(session: nox.Session, jax: str) -> None:
     )
 
 
+# Every script in examples/ is run by the examples session and must finish within
+# this many seconds on a 2-core CPU (they take 5-30 s there).
+EXAMPLE_BUDGET_S = 60.0
+
+
+@nox.session(tags=["examples"])
+@nox.parametrize(("python", "jax"), JAX_MATRIX)
+def examples(session: nox.Session, jax: str) -> None:
+    """Run every examples/*.py script (or those named after `--`), print their run
+    times, and fail if one fails or takes longer than EXAMPLE_BUDGET_S."""
+    session.install("-e", ".[examples]", *_jax_pins(jax))
+    scripts = session.posargs or sorted(str(p) for p in Path("examples").glob("*.py"))
+    times: list[tuple[str, float]] = []
+    for script in scripts:
+        start = time.perf_counter()
+        session.run("python", script)
+        times.append((script, time.perf_counter() - start))
+    session.log("example run times (jax %s):", jax)
+    for script, seconds in times:
+        session.log("  %-36s %6.1f s", script, seconds)
+    slow = [
+        f"{script} ({seconds:.0f} s)" for script, seconds in times if seconds > EXAMPLE_BUDGET_S
+    ]
+    if slow:
+        session.error(f"over the {EXAMPLE_BUDGET_S:.0f} s budget: {', '.join(slow)}")
+
+
 @nox.session(python=False, default=False)
 def matrix(session: nox.Session) -> None:
-    """Run the whole tests matrix (every JAX_MATRIX pair); not a default session."""
+    """Run the whole tests and examples matrix (every JAX_MATRIX pair); not a default
+    session."""
     for python, jax in JAX_MATRIX:
         session.notify(_session_id("tests", python, jax), posargs=session.posargs)
+    for python, jax in JAX_MATRIX:
+        session.notify(_session_id("examples", python, jax))
 
 
 @nox.session(python=NEWEST[0], default=False)
@@ -151,4 +183,6 @@ nox.options.sessions = [
     _session_id("typecheck", *NEWEST),
     _session_id("tests", *OLDEST),
     _session_id("tests", *NEWEST),
+    _session_id("examples", *OLDEST),
+    _session_id("examples", *NEWEST),
 ]
