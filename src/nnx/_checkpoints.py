@@ -5,21 +5,26 @@ A checkpoint is an orbax composite checkpoint with two items:
 - ``state``: the arrays, as a nested dict keyed by the State's paths (``{"linear":
   {"kernel": ...}}``), written by orbax's standard handler (so other orbax tools can
   read it);
-- ``nnx``: JSON that records, per path, the Variable kind, its metadata and, per leaf,
-  its type, dtype and shape (Python scalars are stored here by value).
+- ``nnx``: JSON that records, per path, the entry's pytree structure (Variable kinds
+  and metadata included) and, per leaf, its type, dtype and shape. Python scalars
+  and zero-size arrays are stored there by value.
 
 `restore` first compares that record with the target (a Module, possibly abstract
-from `nnx.eval_shape`, or a State) and raises one ValueError listing every
-difference, so a wrong-structure restore never reaches orbax (whose older releases
-would silently pad or truncate a mismatched array). orbax-checkpoint is optional:
+from `nnx.eval_shape`, or a State) and raises one ValueError naming the differing
+paths, so a wrong-structure restore never reaches orbax (whose older releases would
+silently pad or truncate a mismatched array). A save is written to a temporary
+sibling directory and moved into place when complete, so a failed save (or
+overwrite) leaves what was there before. orbax-checkpoint is optional:
 ``pip install "nnx[checkpoint]"``.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
-from collections.abc import Callable, Sequence
+import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from types import ModuleType
@@ -33,12 +38,11 @@ from typing_extensions import TypeIs
 from ._compat import (
     Tracer,
     default_sharding,
+    device_put,
     is_prng_key_dtype,
     jax_eval_shape,
-    keystr,
     shape_dtype_struct,
     tree_flatten,
-    tree_flatten_with_path,
     tree_unflatten,
     wrap_key_data,
 )
@@ -55,6 +59,7 @@ FORMAT: Final = "nnx-checkpoint"
 FORMAT_VERSION: Final = 1
 _STATE_ITEM: Final = "state"
 _META_ITEM: Final = "nnx"
+_MAX_PROBLEMS: Final = 50
 
 MSG_NO_ORBAX: Final = (
     "nnx checkpoints need orbax-checkpoint, which is not installed.\n"
@@ -63,6 +68,11 @@ MSG_NO_ORBAX: Final = (
 MSG_EXISTS: Final = (
     "Checkpoint directory {path} already exists.\n"
     "Fix: save to a new directory, or pass overwrite=True to replace it."
+)
+MSG_NOT_REPLACING: Final = (
+    "Not overwriting {path}: it is {what}, not an nnx checkpoint. overwrite=True only "
+    "replaces an earlier nnx checkpoint (or an empty directory); remove it yourself or "
+    "choose another path."
 )
 MSG_MISSING: Final = "No checkpoint at {path} (the directory does not exist)."
 MSG_NOT_NNX: Final = (
@@ -81,33 +91,51 @@ MSG_MISMATCH: Final = (
     "read the checkpoint without a target with nnx.checkpoints.load(path) and adapt it."
 )
 MSG_TRACED: Final = (
-    "Cannot save {where}: it holds a traced value ({value}). Save outside jax.jit / "
-    "nnx.jit and other transforms, where the state is concrete."
+    "{where} holds a traced value ({value}): checkpoints are written and read outside "
+    "jax.jit / nnx.jit and other transforms, where state is concrete. Call "
+    "nnx.checkpoints.save/restore outside the transformed function."
 )
 MSG_UNSUPPORTED_LEAF: Final = (
-    "Cannot save {where}: leaf of type {type} is not supported. Checkpoints hold arrays "
-    "(jax or numpy, including typed PRNG keys) and Python bool/int/float scalars."
+    "Cannot save {where}: {what} is not supported. Checkpoints hold arrays of numbers "
+    "or booleans (jax or numpy, typed PRNG keys included) and Python bool/int/float "
+    "scalars."
+)
+MSG_ABSTRACT: Final = (
+    "Cannot save {where}: it is abstract (a jax.ShapeDtypeStruct, e.g. from "
+    "nnx.eval_shape) and has no values. Restore a checkpoint into it instead."
 )
 MSG_METADATA: Final = (
     "Cannot save the metadata {key}={value!r} of {where}: checkpoint metadata must be "
-    "None, bool, int, float, str, or tuples/lists/dicts (str keys) of those."
+    "None, bool, int, float, str, or tuples/lists/dicts (str keys) of those (exact "
+    "types, not subclasses such as named tuples or enums)."
 )
 MSG_KEY: Final = (
     "Cannot save {where}: the path key {key!r} {reason}. orbax names arrays by joining "
     "path keys with '.', so such keys would collide."
 )
+MSG_COLLIDE: Final = (
+    "Cannot save {where}: its path collides with the path {other} of another entry; "
+    "paths of one State must not be prefixes of each other."
+)
 MSG_NEEDS_TARGET: Final = (
-    "Cannot load {where} without a target: its value is a {type} pytree, whose structure "
-    "the checkpoint does not record. Use nnx.checkpoints.restore(path, target) with a "
-    "model or State of the same structure."
+    "Cannot load {where} without a target: its value holds a {type}, which the "
+    "checkpoint records only by name. Use nnx.checkpoints.restore(path, target) with "
+    "a model or State of the same structure."
+)
+MSG_KIND_NOT_FOUND: Final = (
+    "Cannot load {where} without a target: its kind {kind} cannot be imported. Import "
+    "the module that defines it first, or use nnx.checkpoints.restore(path, target) "
+    "with a model that has it."
+)
+MSG_X64: Final = (
+    "{where} was saved with a {dtype} jax array (under jax_enable_x64); here jax would "
+    "narrow it. Fix: jax.config.update('jax_enable_x64', True) before restoring."
 )
 MSG_TARGET_TYPE: Final = "restore() expects a Module or a State as target, got {type}."
 MSG_SAVE_TYPE: Final = (
     "save() expects a Module or a State, got {type}. To save several States (e.g. the "
     "result of partition(...)), save each, or combine them with nnx.State.merge(*states)."
 )
-
-_MAX_PROBLEMS: Final = 20
 
 
 def _orbax() -> ModuleType:
@@ -117,24 +145,66 @@ def _orbax() -> ModuleType:
         raise ImportError(MSG_NO_ORBAX) from e
 
 
+def _where(path: Path) -> str:
+    return f"state entry {path!r}"
+
+
+def _type_of(x: object) -> type[object]:
+    return type(x)
+
+
+def _is_state(x: object) -> TypeIs[State[Any]]:
+    return isinstance(x, State)
+
+
+def _is_json_object(x: object) -> TypeIs[dict[str, Any]]:
+    return type(x) is dict
+
+
+def _class_name(cls: type[Any]) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(np.dtype(dtype))
+
+
+def _jax_keeps(dtype_name: str) -> bool:
+    """Whether a jax array of this dtype exists in this process (no x64 narrowing)."""
+    dtype = jnp.dtype(dtype_name)
+    return _dtype_name(jax.dtypes.canonicalize_dtype(dtype)) == _dtype_name(dtype)
+
+
 # ------------------------------------------------------------------------------------
-# The JSON record of one State entry and its leaves.
+# What a checkpoint records of a leaf.
+
+_SCALARS: Final[dict[str, type[bool] | type[int] | type[float]]] = {
+    "bool": bool,
+    "int": int,
+    "float": float,
+}
+_ARRAY_TYPES: Final = (jax.Array, jax.ShapeDtypeStruct, np.ndarray, np.generic)
 
 
 @dataclass(frozen=True)
 class _Leaf:
-    """What a checkpoint records of one leaf of an entry's value."""
+    """One leaf: its type ("jax", "numpy", "numpy_scalar", "prng_key", "abstract" (a
+    target only), or a Python scalar type name), dtype and shape, or scalar value."""
 
-    key: str  # jax.tree_util.keystr within the entry's value ("" for the value itself)
-    type: str  # "jax" | "numpy" | "numpy_scalar" | "prng_key" | "bool" | "int" | "float"
+    type: str
     dtype: str | None = None
     shape: tuple[int, ...] | None = None
     impl: str | None = None  # typed PRNG keys: the key implementation's name
-    value: bool | int | float | None = None  # Python scalars are stored by value
+    value: bool | int | float | None = None
 
     @property
     def is_array(self) -> bool:
         return self.type not in _SCALARS
+
+    @property
+    def in_orbax(self) -> bool:
+        """Stored by orbax (arrays with elements); the rest lives in the JSON."""
+        return self.is_array and self.shape is not None and 0 not in self.shape
 
     def describe(self) -> str:
         if not self.is_array:
@@ -143,21 +213,17 @@ class _Leaf:
         return f"{self.dtype}[{','.join(map(str, self.shape))}]"
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"key": self.key, "type": self.type}
-        if self.is_array:
-            out["dtype"] = self.dtype
-            out["shape"] = list(self.shape or ())
-            if self.impl is not None:
-                out["impl"] = self.impl
-        else:
-            out["value"] = self.value
+        if not self.is_array:
+            return {"type": self.type, "value": self.value}
+        out: dict[str, Any] = {"type": self.type, "dtype": self.dtype, "shape": self.shape}
+        if self.impl is not None:
+            out["impl"] = self.impl
         return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> _Leaf:
         shape = raw.get("shape")
         return cls(
-            key=raw["key"],
             type=raw["type"],
             dtype=raw.get("dtype"),
             shape=None if shape is None else tuple(int(d) for d in shape),
@@ -166,11 +232,146 @@ class _Leaf:
         )
 
 
-_SCALARS: Final[dict[str, type[bool] | type[int] | type[float]]] = {
-    "bool": bool,
-    "int": int,
-    "float": float,
-}
+def _describe_leaf(x: Any, where: str) -> _Leaf:
+    leaf_type = _type_of(x)
+    if issubclass(leaf_type, Tracer):
+        raise ValueError(MSG_TRACED.format(where=where, value=leaf_type.__name__))
+    if leaf_type in _SCALARS.values():
+        return _Leaf(leaf_type.__name__, value=x)
+    if not issubclass(leaf_type, _ARRAY_TYPES):
+        what = f"a leaf of type {leaf_type.__name__}"
+        raise TypeError(MSG_UNSUPPORTED_LEAF.format(where=where, what=what))
+    dtype: Any = x.dtype
+    shape = tuple(int(d) for d in x.shape)
+    if is_prng_key_dtype(dtype):
+        impl = str(jax.random.key_impl(x)) if isinstance(x, jax.Array) else None
+        return _Leaf("prng_key", str(dtype), shape, impl=impl)
+    if not (jnp.issubdtype(dtype, np.number) or jnp.issubdtype(dtype, np.bool_)):
+        what = f"an array of dtype {dtype}"
+        raise TypeError(MSG_UNSUPPORTED_LEAF.format(where=where, what=what))
+    if issubclass(leaf_type, jax.ShapeDtypeStruct):
+        kind = "abstract"
+    elif issubclass(leaf_type, np.ndarray):
+        kind = "numpy"
+    elif issubclass(leaf_type, np.generic):
+        kind = "numpy_scalar"
+    else:
+        kind = "jax"
+    return _Leaf(kind, _dtype_name(dtype), shape)
+
+
+def _leaf_fits(saved: _Leaf, target: _Leaf) -> bool:
+    """Whether a saved leaf can be restored where the target has its leaf.
+
+    An abstract target leaf (from `nnx.eval_shape`, which turns numpy arrays and
+    Python scalars into jax shapes, narrowing 64-bit dtypes) accepts a saved numpy
+    array or scalar that jax would give that shape and dtype; any other leaf must
+    match exactly.
+    """
+    if saved.type == "prng_key" or target.type == "prng_key":
+        return (
+            saved.type == target.type
+            and saved.dtype == target.dtype
+            and (saved.shape == target.shape)
+        )
+    if target.type == "abstract" and saved.type != "jax":
+        if saved.is_array:
+            dtype, shape = jnp.dtype(saved.dtype), saved.shape
+        else:
+            dtype, shape = np.dtype(_SCALARS[saved.type]), ()
+        canonical = _dtype_name(jax.dtypes.canonicalize_dtype(dtype))
+        return shape == target.shape and canonical == target.dtype
+    if not saved.is_array or not target.is_array:
+        return saved.type == target.type
+    return saved.dtype == target.dtype and saved.shape == target.shape
+
+
+# ------------------------------------------------------------------------------------
+# What a checkpoint records of an entry: its pytree structure as JSON, leaves by index.
+
+
+def _encode_meta(value: Any, where: str, key: str) -> Any:
+    shown: object = value
+    kind = _type_of(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind in (tuple, list):
+        items: list[Any] = list(value)
+        return {kind.__name__: [_encode_meta(v, where, key) for v in items]}
+    if kind is dict:
+        mapping: dict[Any, Any] = value
+        if all(type(k) is str for k in mapping):
+            return {"dict": {k: _encode_meta(v, where, key) for k, v in mapping.items()}}
+    raise TypeError(MSG_METADATA.format(key=key, value=shown, where=where))
+
+
+def _decode_meta(value: Any) -> Any:
+    if not _is_json_object(value):
+        return value
+    ((tag, inner),) = value.items()
+    if tag == "tuple":
+        return tuple(_decode_meta(v) for v in inner)
+    if tag == "list":
+        return [_decode_meta(v) for v in inner]
+    return {k: _decode_meta(v) for k, v in inner.items()}
+
+
+def _children(value: Any) -> list[Any]:
+    """The immediate pytree children of `value`, in jax's flattening order."""
+
+    def is_leaf(x: object) -> bool:
+        return x is not value
+
+    return tree_flatten(value, is_leaf)[0]
+
+
+class _Encoder:
+    """Encodes entry values as JSON structure, collecting their leaves in jax order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.leaves: list[Any] = []
+        self.records: list[_Leaf] = []
+
+    def encode(self, value: Any, where: str) -> Any:
+        if value is None:
+            return {"none": True}
+        kind = _type_of(value)
+        if kind in (tuple, list):
+            items: list[Any] = list(value)
+            return {kind.__name__: [self.encode(v, f"{where}[{i}]") for i, v in enumerate(items)]}
+        if kind is dict and all(type(k) is str for k in value):
+            mapping: dict[str, Any] = value
+            return {
+                "dict": {k: self.encode(mapping[k], f"{where}[{k!r}]") for k in sorted(mapping)}
+            }
+        if is_node_box(value):
+            cls = type(value)
+            meta = {k: _encode_meta(v, self._where(where), k) for k, v in value.metadata.items()}
+            return {
+                "node": _class_name(cls),
+                "collection": cls.collection,
+                "made_for_collection": bool(getattr(cls, "_nnx_made_for_collection", False)),
+                "metadata": meta,
+                "value": self.encode(value.value, where),
+            }
+        if _is_state(value):
+            state = value
+            return {
+                "state": [[list(p), self.encode(v, f"{where}[{p!r}]")] for p, v in state.items()]
+            }
+        leaves, _ = tree_flatten(value)
+        if len(leaves) == 1 and leaves[0] is value:
+            self.records.append(_describe_leaf(value, self._where(where)))
+            self.leaves.append(value)
+            return {"leaf": len(self.leaves) - 1}
+        return {
+            "other": _class_name(kind),
+            "children": [self.encode(c, f"{where}.<{i}>") for i, c in enumerate(_children(value))],
+        }
+
+    def _where(self, inner: str) -> str:
+        return _where(self.path) + (f" (at {inner})" if inner else "")
 
 
 @dataclass(frozen=True)
@@ -178,196 +379,80 @@ class _Entry:
     """What a checkpoint records of one State entry."""
 
     path: Path
-    kind: str | None  # "module:qualname" of the Node class; None for a raw value
-    collection: str | None
-    metadata: dict[str, Any]
+    tree: Any  # the JSON structure (see _Encoder.encode)
     leaves: tuple[_Leaf, ...]
-    structure: Any  # a JSON encoding of the value's pytree structure, or None if opaque
 
     def describe_kind(self) -> str:
-        if self.kind is None:
+        if "node" not in self.tree:
             return "a raw value"
-        name = self.kind.rpartition(":")[2]
-        if not self.metadata:
+        name: str = self.tree["node"].rpartition(":")[2]
+        meta = {k: _decode_meta(v) for k, v in self.tree["metadata"].items()}
+        if not meta:
             return name
-        meta = ", ".join(f"{k}={v!r}" for k, v in sorted(self.metadata.items()))
-        return f"{name}({meta})"
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(meta.items()))})"
 
     def describe_leaves(self) -> str:
-        if len(self.leaves) == 1 and self.leaves[0].key == "":
+        if len(self.leaves) == 1:
             return self.leaves[0].describe()
-        inner = ", ".join(f"{leaf.key or '.'}: {leaf.describe()}" for leaf in self.leaves)
-        return "{" + inner + "}"
+        return "(" + ", ".join(leaf.describe() for leaf in self.leaves) + ")"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "path": list(self.path),
-            "kind": self.kind,
-            "collection": self.collection,
-            "metadata": _encode_meta(self.metadata, self.path, ""),
+            "tree": self.tree,
             "leaves": [leaf.to_json() for leaf in self.leaves],
-            "structure": self.structure,
         }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> _Entry:
-        metadata = _decode_meta(raw["metadata"])
-        assert isinstance(metadata, dict)
-        return cls(
-            path=tuple(raw["path"]),
-            kind=raw["kind"],
-            collection=raw["collection"],
-            metadata=metadata,  # pyright: ignore[reportUnknownArgumentType]
-            leaves=tuple(_Leaf.from_json(leaf) for leaf in raw["leaves"]),
-            structure=raw["structure"],
+        leaves = tuple(_Leaf.from_json(leaf) for leaf in raw["leaves"])
+        return cls(path=tuple(raw["path"]), tree=raw["tree"], leaves=leaves)
+
+
+def _describe_entry(path: Path, entry: Any) -> tuple[_Entry, list[Any]]:
+    encoder = _Encoder(path)
+    tree = encoder.encode(entry, "")
+    return _Entry(path, tree, tuple(encoder.records)), encoder.leaves
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    # As JSON text: NaN equals NaN, and tuples equal lists, as they are on disk.
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _compare(saved: _Entry, target: _Entry) -> str | None:
+    """Why `saved` cannot be restored into `target` (None if it can)."""
+    s_node, t_node = saved.tree.get("node"), target.tree.get("node")
+    if s_node != t_node:
+        return f"checkpoint has {saved.describe_kind()}, target has {target.describe_kind()}"
+    if s_node is not None and not _same_json(saved.tree["metadata"], target.tree["metadata"]):
+        return (
+            f"metadata differs: checkpoint has {saved.describe_kind()}, "
+            f"target has {target.describe_kind()}"
         )
+    if not _same_json(saved.tree, target.tree):
+        return (
+            f"value structure differs (containers, kinds or metadata inside the value): "
+            f"checkpoint has {_short_json(saved.tree)}, target has {_short_json(target.tree)}"
+        )
+    for s, t in zip(saved.leaves, target.leaves):
+        if not _leaf_fits(s, t):
+            return (
+                f"checkpoint has {saved.describe_leaves()}, target has {target.describe_leaves()}"
+            )
+    for leaf in saved.leaves:
+        if leaf.type == "jax" and not _jax_keeps(leaf.dtype or ""):
+            return MSG_X64.format(where="it", dtype=leaf.dtype)
+    return None
 
 
-def _where(path: Path) -> str:
-    return f"state entry {path!r}"
-
-
-def _class_name(cls: type[Any]) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _describe_leaf(x: Any, key: str, path: Path) -> _Leaf:
-    """The record of one leaf: arrays (concrete or abstract) by dtype and shape."""
-    leaf_type = _type_of(x)
-    if issubclass(leaf_type, Tracer):
-        raise ValueError(MSG_TRACED.format(where=_where(path), value=leaf_type.__name__))
-    if leaf_type in _SCALARS.values():
-        return _Leaf(key, leaf_type.__name__, value=x)
-    if issubclass(leaf_type, _ARRAY_TYPES):
-        dtype: Any = x.dtype
-        shape = tuple(int(d) for d in x.shape)
-        if is_prng_key_dtype(dtype):
-            return _Leaf(key, "prng_key", str(dtype), shape, impl=_key_impl_name(x))
-        kind = "jax"
-        if issubclass(leaf_type, jax.ShapeDtypeStruct):
-            kind = "abstract"  # a target leaf from nnx.eval_shape: matches loosely
-        elif issubclass(leaf_type, np.ndarray):
-            kind = "numpy"
-        elif issubclass(leaf_type, np.generic):
-            kind = "numpy_scalar"
-        return _Leaf(key, kind, _dtype_name(dtype), shape)
-    raise TypeError(MSG_UNSUPPORTED_LEAF.format(where=_where(path), type=type(x).__name__))
-
-
-_ARRAY_TYPES: Final = (jax.Array, jax.ShapeDtypeStruct, np.ndarray, np.generic)
-
-
-def _type_of(x: object) -> type[object]:
-    return type(x)
-
-
-def _dtype_name(dtype: Any) -> str:
-    return str(np.dtype(dtype))
-
-
-def _key_impl_name(x: Any) -> str | None:
-    if isinstance(x, jax.Array):
-        return str(jax.random.key_impl(x))
-    return None  # an abstract key: compared by dtype only
-
-
-def _split_entry(entry: Any) -> tuple[type[Node[Any]] | None, dict[str, Any], Any]:
-    if is_node_box(entry):
-        return type(entry), entry.metadata, entry.value
-    return None, {}, entry
-
-
-def _describe_entry(path: Path, entry: Any) -> tuple[_Entry, list[Any], Any]:
-    """The record of an entry, its leaves and its value's treedef."""
-    cls, metadata, value = _split_entry(entry)
-    keyed, treedef = tree_flatten_with_path(value)
-    leaves = tuple(_describe_leaf(x, keystr(kp), path) for kp, x in keyed)
-    record = _Entry(
-        path=path,
-        kind=None if cls is None else _class_name(cls),
-        collection=None if cls is None else cls.collection,
-        metadata=metadata,
-        leaves=leaves,
-        structure=_encode_structure(value, iter(range(len(leaves)))),
-    )
-    return record, [x for _, x in keyed], treedef
+def _short_json(tree: Any, limit: int = 160) -> str:
+    text = json.dumps(tree, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ------------------------------------------------------------------------------------
-# JSON encodings of metadata and of simple pytree structures.
-
-
-def _encode_meta(value: Any, path: Path, key: str) -> Any:
-    shown: object = value
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, tuple):
-        items: tuple[Any, ...] = value  # pyright: ignore[reportUnknownVariableType]
-        return {"tuple": [_encode_meta(v, path, key) for v in items]}
-    if isinstance(value, list):
-        elems: list[Any] = value  # pyright: ignore[reportUnknownVariableType]
-        return {"list": [_encode_meta(v, path, key) for v in elems]}
-    if isinstance(value, dict):
-        mapping: dict[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
-        if all(isinstance(k, str) for k in mapping):
-            return {"dict": {k: _encode_meta(v, path, key) for k, v in mapping.items()}}
-    raise TypeError(MSG_METADATA.format(key=key or "metadata", value=shown, where=_where(path)))
-
-
-def _decode_meta(value: Any) -> Any:
-    if isinstance(value, dict):
-        tagged: dict[str, Any] = value  # pyright: ignore[reportUnknownVariableType]
-        ((tag, inner),) = tagged.items()
-        if tag == "tuple":
-            return tuple(_decode_meta(v) for v in inner)
-        if tag == "list":
-            return [_decode_meta(v) for v in inner]
-        return {k: _decode_meta(v) for k, v in inner.items()}
-    return value
-
-
-def _encode_meta_checked(metadata: dict[str, Any], path: Path) -> None:
-    for key, value in metadata.items():
-        _encode_meta(value, path, key)
-
-
-def _encode_structure(value: Any, counter: Any) -> Any:
-    """None/tuple/list/dict nests of leaves as JSON (leaves become their index), in
-    jax's flattening order; None for any other pytree node type (restore needs a target).
-    """
-    if value is None:
-        return {"none": True}
-    if type(value) in (tuple, list):
-        seq: Sequence[Any] = value
-        items = [_encode_structure(v, counter) for v in seq]
-        return None if any(i is None for i in items) else {type(value).__name__: items}
-    if type(value) is dict:
-        mapping: dict[Any, Any] = value  # pyright: ignore[reportUnknownVariableType]
-        if not all(isinstance(k, str) for k in mapping):
-            return None
-        encoded = {k: _encode_structure(mapping[k], counter) for k in sorted(mapping)}
-        return None if any(v is None for v in encoded.values()) else {"dict": encoded}
-    leaves, _ = tree_flatten(value)
-    if len(leaves) == 1 and leaves[0] is value:
-        return {"leaf": next(counter)}
-    return None  # another pytree node type
-
-
-def _decode_structure(encoded: Any, leaves: list[Any]) -> Any:
-    ((tag, inner),) = encoded.items()
-    if tag == "leaf":
-        return leaves[inner]
-    if tag == "none":
-        return None
-    if tag == "tuple":
-        return tuple(_decode_structure(v, leaves) for v in inner)
-    if tag == "list":
-        return [_decode_structure(v, leaves) for v in inner]
-    return {k: _decode_structure(v, leaves) for k, v in inner.items()}
-
-
-# ------------------------------------------------------------------------------------
-# The orbax item: a nested dict of the array leaves, keyed by path.
+# The orbax item: a nested dict of the stored array leaves, keyed by path.
 
 
 def _orbax_key(component: str | int, path: Path) -> str:
@@ -385,11 +470,26 @@ def _orbax_key(component: str | int, path: Path) -> str:
     return component
 
 
-def _nest(tree: dict[str, Any], path: Path, value: Any) -> None:
+def _nest(
+    tree: dict[str, Any], path: Path, value: Any, owners: dict[tuple[str, ...], Path]
+) -> None:
+    """Put `value` at `path` in the nested dict; paths that are prefixes of one
+    another (possible in a hand-built State) are refused."""
+    if not path:
+        raise ValueError(MSG_KEY.format(where=_where(path), key="()", reason="is empty"))
+    keys = tuple(_orbax_key(c, path) for c in path)
+    for i in range(1, len(keys) + 1):
+        other = owners.get(keys[:i])
+        if other is not None:
+            raise ValueError(MSG_COLLIDE.format(where=_where(path), other=other))
     node = tree
-    for component in path[:-1]:
-        node = node.setdefault(_orbax_key(component, path), {})
-    node[_orbax_key(path[-1], path)] = value
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    if keys[-1] in node:
+        other_path = next(p for k, p in owners.items() if k[: len(keys)] == keys)
+        raise ValueError(MSG_COLLIDE.format(where=_where(path), other=other_path))
+    node[keys[-1]] = value
+    owners[keys] = path
 
 
 def _lookup(tree: dict[str, Any], path: Path) -> Any:
@@ -399,34 +499,88 @@ def _lookup(tree: dict[str, Any], path: Path) -> Any:
     return node
 
 
-def _array_item(record: _Entry, leaves: list[Any], convert: Callable[[_Leaf, Any], Any]) -> Any:
-    """The value stored in the orbax tree for one entry, or None if it has no arrays."""
-    arrays = {str(i): convert(d, x) for i, (d, x) in enumerate(zip(record.leaves, leaves))}
-    arrays = {k: v for k, v in arrays.items() if v is not None}
-    if not arrays:
+def _orbax_value(record: _Entry, values: list[Any]) -> Any:
+    """What the orbax tree holds for one entry: its stored leaves by index (the
+    array itself when the entry is one array), or None if it stores none."""
+    stored = {str(i): v for i, (leaf, v) in enumerate(zip(record.leaves, values)) if leaf.in_orbax}
+    if not stored:
         return None
-    if len(record.leaves) == 1 and record.leaves[0].key == "":
-        return arrays["0"]
-    return arrays
+    if len(record.leaves) == 1:
+        return stored["0"]
+    return stored
+
+
+def _native_byte_order(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    if x.dtype.isnative:
+        return x
+    native: Any = x.dtype.newbyteorder("=")
+    return x.astype(native)
 
 
 def _to_saved(leaf: _Leaf, x: Any) -> Any:
-    if not leaf.is_array:
-        return None
     if leaf.type == "prng_key":
         return jax.random.key_data(x)
-    if leaf.type == "numpy_scalar":
-        return np.asarray(x)
+    if leaf.type in ("numpy", "numpy_scalar"):
+        return _native_byte_order(np.asarray(x))
     return x
 
 
 # ------------------------------------------------------------------------------------
+# Directories: local paths are made absolute (orbax wants that); "scheme://" paths
+# (gs://, s3://, ...) go to orbax's own path type.
+
+
+def _as_dir(directory: str | os.PathLike[str]) -> Any:
+    text = os.fspath(directory)
+    if "://" in text:
+        epath: Any = importlib.import_module("etils.epath")
+        return epath.Path(text)
+    return FsPath(text).expanduser().absolute()
+
+
+def _is_nnx_checkpoint(path: FsPath) -> bool:
+    return (path / _META_ITEM).is_dir()
+
+
+def _write(ocp: ModuleType, path: Any, items: dict[str, Any], overwrite: bool) -> None:
+    def save_to(target: Any, force: bool) -> None:
+        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+            checkpointer.save(target, ocp.args.Composite(**items), force=force)
+
+    if not isinstance(path, FsPath):  # a remote path: orbax's own atomic commit
+        if path.exists() and not overwrite:
+            raise FileExistsError(MSG_EXISTS.format(path=path))
+        save_to(path, overwrite)
+        return
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(MSG_EXISTS.format(path=path))
+        if path.is_file():
+            raise FileExistsError(MSG_NOT_REPLACING.format(path=path, what="a file"))
+        if not _is_nnx_checkpoint(path) and any(path.iterdir()):
+            raise FileExistsError(MSG_NOT_REPLACING.format(path=path, what="a directory"))
+    # Write next to the destination, then move into place: a failed save (or a failed
+    # overwrite) leaves the destination as it was.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    staging = path.with_name(f".{path.name}.nnx-saving-{tag}")
+    try:
+        save_to(staging, False)
+    except BaseException:
+        for leftover in path.parent.glob(f"{staging.name}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        raise
+    if path.exists():
+        retired = path.with_name(f".{path.name}.nnx-replaced-{tag}")
+        path.rename(retired)
+        staging.rename(path)
+        shutil.rmtree(retired)
+    else:
+        staging.rename(path)
+
+
+# ------------------------------------------------------------------------------------
 # Public API.
-
-
-def _as_dir(directory: str | os.PathLike[str]) -> FsPath:
-    # orbax wants absolute paths.
-    return FsPath(directory).expanduser().absolute()
 
 
 def save(
@@ -436,43 +590,43 @@ def save(
     *,
     overwrite: bool = False,
 ) -> None:
-    """Write `state` (a State, or a Module's whole state) to a new checkpoint directory.
+    """Write `state` (a State, or a Module's whole state) as a checkpoint directory.
 
-    Records each entry's Variable kind and metadata, and each leaf's dtype and shape,
-    next to the arrays, so that `restore` can check the target and `load` can rebuild
-    the State without one. Raises FileExistsError if `directory` exists (unless
-    `overwrite=True`).
+    Records each entry's structure (Variable kinds and metadata included) and each
+    leaf's type, dtype and shape next to the arrays, so that `restore` can check a
+    target and `load` can rebuild the State without one. Everything is checked before
+    anything is written; the directory appears only when complete.
+
+    Raises FileExistsError if `directory` exists, unless `overwrite=True`, which
+    replaces an earlier nnx checkpoint (or an empty directory), never anything else.
     """
     ocp = _orbax()
     path = _as_dir(directory)
-    if path.exists() and not overwrite:
-        raise FileExistsError(MSG_EXISTS.format(path=path))
     if isinstance(state, Module):
         state = state.get_state()
     elif not _is_state(state):
         raise TypeError(MSG_SAVE_TYPE.format(type=type(state).__name__))
     records: list[dict[str, Any]] = []
     arrays: dict[str, Any] = {}
+    owners: dict[tuple[str, ...], Path] = {}
     for entry_path, entry in state.items():
-        record, leaves, _ = _describe_entry(entry_path, entry)
-        _encode_meta_checked(record.metadata, entry_path)
+        record, leaves = _describe_entry(entry_path, entry)
+        for leaf in record.leaves:
+            if leaf.type == "abstract":
+                raise TypeError(MSG_ABSTRACT.format(where=_where(entry_path)))
         records.append(record.to_json())
-        item = _array_item(record, leaves, _to_saved)
+        stored = [_to_saved(leaf, x) for leaf, x in zip(record.leaves, leaves)]
+        item = _orbax_value(record, stored)
         if item is not None:
-            _nest(arrays, entry_path, item)
+            _nest(arrays, entry_path, item, owners)
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "entries": records}
     items: dict[str, Any] = {_META_ITEM: ocp.args.JsonSave(meta)}
     if arrays:
         items[_STATE_ITEM] = ocp.args.StandardSave(arrays)
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        checkpointer.save(path, ocp.args.Composite(**items), force=overwrite)
+    _write(ocp, path, items, overwrite)
 
 
-def _is_json_object(x: object) -> TypeIs[dict[str, Any]]:
-    return type(x) is dict
-
-
-def _read_records(ocp: ModuleType, path: FsPath) -> list[_Entry]:
+def _read_records(ocp: ModuleType, path: Any) -> list[_Entry]:
     if not path.exists():
         raise FileNotFoundError(MSG_MISSING.format(path=path))
     try:
@@ -489,35 +643,62 @@ def _read_records(ocp: ModuleType, path: FsPath) -> list[_Entry]:
     return [_Entry.from_json(e) for e in entries]
 
 
-def _restore_arrays(
-    ocp: ModuleType,
-    path: FsPath,
-    plan: list[tuple[_Entry, list[Any]]],
-) -> dict[str, Any]:
-    """Restore the orbax item; `plan` gives each entry's record and target leaves
-    (for shardings; None where the target has none)."""
+@dataclass(frozen=True)
+class _Placement:
+    """How one saved leaf comes back: as jax (with a sharding) or as numpy."""
 
-    def abstract(leaf: _Leaf, target: Any) -> Any:
-        if not leaf.is_array:
-            return None
-        assert leaf.shape is not None and leaf.dtype is not None
-        sharding = getattr(target, "sharding", None) or default_sharding()
-        if leaf.type == "prng_key":
-            impl = leaf.impl or _key_impl_name(target) or "threefry2x32"
-            data = jax_eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl)))
-            shape, dtype = (*leaf.shape, *data.shape), data.dtype
-            return shape_dtype_struct(shape, dtype, sharding=sharding)
-        if leaf.type in ("numpy", "numpy_scalar"):
-            # A numpy target restores as numpy, keeping 64-bit dtypes that jax would
-            # narrow without jax_enable_x64.
-            return np.zeros(leaf.shape, np.dtype(jnp.dtype(leaf.dtype)))
+    as_jax: bool
+    sharding: Any = None
+
+
+def _placement(saved: _Leaf, target: _Leaf | None, target_value: Any) -> _Placement:
+    """The restored leaf takes the target's array type and sharding; without a target
+    (or where jax would narrow a numpy-saved 64-bit dtype), the saved type."""
+    if not saved.is_array:
+        return _Placement(False)  # a Python scalar stays one
+    if saved.type == "prng_key":
+        return _Placement(True, getattr(target_value, "sharding", None))
+    if target is not None and target.type in ("jax", "abstract"):
+        if saved.type == "jax" or _jax_keeps(saved.dtype or ""):
+            return _Placement(True, getattr(target_value, "sharding", None))
+        return _Placement(False)
+    if target is not None and target.type in ("numpy", "numpy_scalar"):
+        return _Placement(False)
+    return _Placement(saved.type == "jax")
+
+
+def _key_data_shape(leaf: _Leaf) -> tuple[tuple[int, ...], Any]:
+    impl = leaf.impl or "threefry2x32"
+    data = jax_eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl)))
+    assert leaf.shape is not None
+    return (*leaf.shape, *data.shape), data.dtype
+
+
+def _template(leaf: _Leaf, placement: _Placement) -> Any:
+    """The abstract value orbax restores one stored leaf into."""
+    assert leaf.shape is not None and leaf.dtype is not None
+    sharding = placement.sharding or default_sharding()
+    if leaf.type == "prng_key":
+        shape, dtype = _key_data_shape(leaf)
+        return shape_dtype_struct(shape, dtype, sharding=sharding)
+    if placement.as_jax:
         return shape_dtype_struct(leaf.shape, jnp.dtype(leaf.dtype), sharding=sharding)
+    return np.zeros(leaf.shape, np.dtype(jnp.dtype(leaf.dtype)))
 
+
+def _restore_arrays(
+    ocp: ModuleType, path: Any, plan: list[tuple[_Entry, list[_Placement]]]
+) -> dict[str, Any]:
     tree: dict[str, Any] = {}
-    for record, targets in plan:
-        item = _array_item(record, targets, abstract)
+    owners: dict[tuple[str, ...], Path] = {}
+    for record, placements in plan:
+        templates = [
+            _template(leaf, p) if leaf.in_orbax else None
+            for leaf, p in zip(record.leaves, placements)
+        ]
+        item = _orbax_value(record, templates)
         if item is not None:
-            _nest(tree, record.path, item)
+            _nest(tree, record.path, item, owners)
     if not tree:
         return {}
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
@@ -528,76 +709,37 @@ def _restore_arrays(
     return out
 
 
-def _leaf_values(record: _Entry, arrays: dict[str, Any]) -> list[Any]:
-    """The restored leaves of one entry, in flattening order, with their saved types."""
+def _leaf_values(record: _Entry, placements: list[_Placement], arrays: dict[str, Any]) -> list[Any]:
+    """The restored leaves of one entry, in flattening order."""
     stored: Any = None
-    if any(leaf.is_array for leaf in record.leaves):
+    if any(leaf.in_orbax for leaf in record.leaves):
         stored = _lookup(arrays, record.path)
-    single = len(record.leaves) == 1 and record.leaves[0].key == ""
     values: list[Any] = []
-    for i, leaf in enumerate(record.leaves):
+    for i, (leaf, placement) in enumerate(zip(record.leaves, placements)):
         if not leaf.is_array:
-            values.append(_scalar(leaf))
+            assert leaf.value is not None
+            values.append(_SCALARS[leaf.type](leaf.value))
             continue
-        x: Any = stored if single else stored[str(i)]
+        assert leaf.shape is not None and leaf.dtype is not None
+        if leaf.in_orbax:
+            x: Any = stored if len(record.leaves) == 1 else stored[str(i)]
+        elif leaf.type == "prng_key":
+            shape, dtype = _key_data_shape(leaf)
+            x = jnp.zeros(shape, dtype)
+        elif placement.as_jax:
+            x = jnp.zeros(leaf.shape, jnp.dtype(leaf.dtype))
+        else:
+            x = np.zeros(leaf.shape, np.dtype(jnp.dtype(leaf.dtype)))
         if leaf.type == "prng_key":
             x = wrap_key_data(x, impl=leaf.impl or "threefry2x32")
-        elif leaf.type == "numpy":
+        elif not placement.as_jax:
             x = np.asarray(x)
-        elif leaf.type == "numpy_scalar":
-            x = np.asarray(x)[()]
+            if leaf.type == "numpy_scalar":
+                x = x[()]
+        elif not leaf.in_orbax and placement.sharding is not None:
+            x = device_put(x, placement.sharding)
         values.append(x)
     return values
-
-
-def _scalar(leaf: _Leaf) -> bool | int | float:
-    assert leaf.value is not None
-    return _SCALARS[leaf.type](leaf.value)
-
-
-def _compare(saved: _Entry, target: _Entry) -> str | None:
-    """Why `saved` cannot be restored into `target` (None if it can)."""
-    if saved.kind != target.kind:
-        return f"checkpoint has {saved.describe_kind()}, target has {target.describe_kind()}"
-    if saved.metadata != target.metadata:
-        return (
-            f"metadata differs: checkpoint has {saved.describe_kind()}, "
-            f"target has {target.describe_kind()}"
-        )
-    if [leaf.key for leaf in saved.leaves] != [leaf.key for leaf in target.leaves]:
-        return (
-            f"value structure differs: checkpoint has {saved.describe_leaves()}, "
-            f"target has {target.describe_leaves()}"
-        )
-    for s, t in zip(saved.leaves, target.leaves):
-        if not _leaf_fits(s, t):
-            return (
-                f"checkpoint has {saved.describe_leaves()}, target has {target.describe_leaves()}"
-            )
-    return None
-
-
-def _leaf_fits(saved: _Leaf, target: _Leaf) -> bool:
-    """Whether a saved leaf can be restored where the target has its leaf.
-
-    The restored leaf keeps its saved type (jax, numpy, Python scalar). An abstract
-    target leaf (from `nnx.eval_shape`, which turns numpy arrays and Python scalars
-    into jax shapes) accepts any saved leaf that jax would give that shape and dtype.
-    """
-    if target.type == "abstract":
-        if saved.type == "prng_key":
-            return False
-        dtype = np.dtype(_SCALARS[saved.type]) if not saved.is_array else jnp.dtype(saved.dtype)
-        shape = () if not saved.is_array else saved.shape
-        return (
-            shape == target.shape
-            and _dtype_name(jax.dtypes.canonicalize_dtype(dtype)) == target.dtype
-        )
-    if not saved.is_array or not target.is_array:
-        return saved.type == target.type
-    if (saved.type == "prng_key") != (target.type == "prng_key"):
-        return False
-    return saved.dtype == target.dtype and saved.shape == target.shape
 
 
 def _format_problems(problems: list[str]) -> str:
@@ -606,10 +748,6 @@ def _format_problems(problems: list[str]) -> str:
     if len(problems) > len(shown):
         lines.append(f"  ... and {len(problems) - len(shown)} more")
     return "\n".join(lines)
-
-
-def _is_state(x: object) -> TypeIs[State[Any]]:
-    return isinstance(x, State)
 
 
 @overload
@@ -621,12 +759,14 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
 
     `target` is a Module (concrete, or abstract from `nnx.eval_shape`): its state is
     replaced in place and the Module is returned. Or a State (e.g. the abstract State
-    of `nnx.eval_shape(...).partition()`): a new State is returned. Arrays are placed
-    with the target's shardings (an abstract leaf's `ShapeDtypeStruct.sharding`, a
-    concrete leaf's `.sharding`), else on the default device.
+    of `nnx.eval_shape(...).partition()`): a new State is returned. Arrays come back
+    as the target's leaves are (jax or numpy), placed with the target's shardings (an
+    abstract leaf's `ShapeDtypeStruct.sharding`, a concrete leaf's `.sharding`), else
+    on the default device.
 
-    Raises ValueError, listing every path that differs, if the checkpoint's structure
-    (paths, kinds, metadata, dtypes, shapes) is not the target's.
+    Raises ValueError naming the differing paths (the first 50, then a count) if the
+    checkpoint's structure (paths, kinds, metadata, containers, dtypes, shapes) is not
+    the target's; then nothing is changed.
     """
     if isinstance(target, Module):
         target_state = target.get_state()
@@ -641,10 +781,10 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
     saved = {record.path: record for record in _read_records(ocp, path)}
 
     problems: list[str] = []
-    plan: list[tuple[_Entry, list[Any]]] = []
-    rebuild: list[tuple[Path, Any, Any]] = []
+    plan: list[tuple[_Entry, list[_Placement]]] = []
+    rebuild: list[tuple[Path, Any]] = []
     for entry_path, entry in target_state.items():
-        target_record, target_leaves, treedef = _describe_entry(entry_path, entry)
+        target_record, target_leaves = _describe_entry(entry_path, entry)
         record = saved.get(entry_path)
         if record is None:
             problems.append(f"{entry_path!r}: in the target, not in the checkpoint")
@@ -653,8 +793,13 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
         if reason is not None:
             problems.append(f"{entry_path!r}: {reason}")
             continue
-        plan.append((record, target_leaves))
-        rebuild.append((entry_path, entry, treedef))
+        placements = [
+            _placement(s, t, v)
+            for s, t, v in zip(record.leaves, target_record.leaves, target_leaves)
+        ]
+        plan.append((record, placements))
+        _, treedef = tree_flatten(entry)
+        rebuild.append((entry_path, treedef))
     problems += [
         f"{p!r}: in the checkpoint ({saved[p].describe_kind()}), not in the target"
         for p in saved
@@ -667,9 +812,8 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
 
     arrays = _restore_arrays(ocp, path, plan)
     restored: dict[Path, Any] = {}
-    for (entry_path, entry, treedef), (record, _) in zip(rebuild, plan):
-        value = tree_unflatten(treedef, _leaf_values(record, arrays))
-        restored[entry_path] = entry.replace(value=value) if is_node_box(entry) else value
+    for (entry_path, treedef), (record, placements) in zip(rebuild, plan):
+        restored[entry_path] = tree_unflatten(treedef, _leaf_values(record, placements, arrays))
     state = State(restored)
     if isinstance(target, Module):
         target.update_state(state)
@@ -681,46 +825,64 @@ def _is_node_class(x: object) -> TypeIs[type[Node[Any]]]:
     return isinstance(x, type) and issubclass(x, Node)
 
 
-def _resolve_kind(record: _Entry) -> type[Node[Any]]:
-    assert record.kind is not None
-    module_name, _, qualname = record.kind.partition(":")
+def _resolve_kind(tree: dict[str, Any], where: str) -> type[Node[Any]]:
+    module_name, _, qualname = tree["node"].partition(":")
     try:
         obj: object = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError):
         obj = None
-    if _is_node_class(obj):
+    if _is_node_class(obj) and obj.collection == tree["collection"]:
         return obj
-    # A class made on the fly (nnx.variable_type("name")) is found by its collection.
-    return variable_type(record.collection or "variable")
+    if tree.get("made_for_collection"):
+        # made on the fly by nnx.variable_type(name): made again the same way
+        return variable_type(tree["collection"])
+    raise ValueError(MSG_KIND_NOT_FOUND.format(where=where, kind=tree["node"]))
+
+
+def _decode(tree: dict[str, Any], leaves: list[Any], where: str) -> Any:
+    if "node" in tree:
+        cls = _resolve_kind(tree, where)
+        meta = tuple(sorted((k, _decode_meta(v)) for k, v in tree["metadata"].items()))
+        return cls._unflatten(meta, (_decode(tree["value"], leaves, where),))
+    if "other" in tree:
+        raise ValueError(MSG_NEEDS_TARGET.format(where=where, type=tree["other"]))
+    ((tag, inner),) = tree.items()
+    if tag == "leaf":
+        return leaves[inner]
+    if tag == "none":
+        return None
+    if tag == "tuple":
+        return tuple(_decode(v, leaves, where) for v in inner)
+    if tag == "list":
+        return [_decode(v, leaves, where) for v in inner]
+    if tag == "dict":
+        return {k: _decode(v, leaves, where) for k, v in inner.items()}
+    assert tag == "state", tag
+    return State({tuple(p): _decode(v, leaves, where) for p, v in inner})
 
 
 def load(directory: str | os.PathLike[str], /) -> State[Any]:
     """Read a checkpoint without a target: a State with the saved kinds, metadata,
-    dtypes and shapes, its arrays on the default device.
+    types, dtypes and shapes; jax arrays on the default device.
 
-    Variable kinds are found by import (`module:qualname` as saved). Entries whose
-    value is a pytree other than nested None/tuple/list/dict need `restore(path,
-    target)`.
+    Variable classes are found by import (`module:qualname`, as saved); classes made
+    by `nnx.variable_type(name)` are made again. Values holding pytree nodes other
+    than tuples, lists, dicts, States and Variables need `restore(path, target)`.
     """
     ocp = _orbax()
     path = _as_dir(directory)
     records = _read_records(ocp, path)
+    plan: list[tuple[_Entry, list[_Placement]]] = []
     for record in records:
-        if record.structure is None:
-            raise ValueError(MSG_NEEDS_TARGET.format(where=_where(record.path), type="custom"))
-    arrays = _restore_arrays(ocp, path, [(r, [None] * len(r.leaves)) for r in records])
+        for leaf in record.leaves:
+            if leaf.type == "jax" and not _jax_keeps(leaf.dtype or ""):
+                raise ValueError(MSG_X64.format(where=_where(record.path), dtype=leaf.dtype))
+        plan.append((record, [_placement(leaf, None, None) for leaf in record.leaves]))
+    arrays = _restore_arrays(ocp, path, plan)
     entries: dict[Path, Any] = {}
-    for record in records:
-        value = _decode_structure(record.structure, _leaf_values(record, arrays))
-        if record.kind is None:
-            entries[record.path] = value
-        else:
-            cls = _resolve_kind(record)
-            entries[record.path] = cls._unflatten(_metadata_tuple(record.metadata), (value,))
+    for record, placements in plan:
+        leaves = _leaf_values(record, placements, arrays)
+        entries[record.path] = _decode(record.tree, leaves, _where(record.path))
     return State(entries)
-
-
-def _metadata_tuple(metadata: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(metadata.items()))

@@ -117,12 +117,9 @@ jax_eval_shape: Callable[..., Any] = getattr(jax, "eval_shape")  # noqa: B009
 
 # Pytree utilities whose treedef type is unknown to the checkers (it comes from an
 # extension module), and ShapeDtypeStruct, whose constructor is untyped in old jax.
-tree_flatten: Callable[[Any], tuple[list[Any], Any]] = getattr(jax.tree_util, "tree_flatten")  # noqa: B009
-tree_flatten_with_path: Callable[[Any], tuple[list[tuple[Any, Any]], Any]] = getattr(  # noqa: B009
-    jax.tree_util, "tree_flatten_with_path"
-)
+tree_flatten: Callable[..., tuple[list[Any], Any]] = getattr(jax.tree_util, "tree_flatten")  # noqa: B009
 tree_unflatten: Callable[[Any, Iterable[Any]], Any] = getattr(jax.tree_util, "tree_unflatten")  # noqa: B009
-keystr: Callable[[Any], str] = getattr(jax.tree_util, "keystr")  # noqa: B009
+device_put: Callable[..., Any] = getattr(jax, "device_put")  # noqa: B009
 wrap_key_data: Callable[..., jax.Array] = getattr(jax.random, "wrap_key_data")  # noqa: B009
 shape_dtype_struct: Callable[..., jax.ShapeDtypeStruct] = getattr(jax, "ShapeDtypeStruct")  # noqa: B009
 

@@ -445,7 +445,8 @@ def variable_type(collection: str) -> type[Variable[Any]]:
     cls = _COLLECTIONS.get(collection)
     if cls is None:
         name = "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", collection))
-        cls = type(name or "Collection", (Variable,), {"__slots__": (), "collection": collection})
+        namespace = {"__slots__": (), "collection": collection, "_nnx_made_for_collection": True}
+        cls = type(name or "Collection", (Variable,), namespace)
     if not issubclass(cls, Variable):
         raise TypeError(
             f"Collection {collection!r} belongs to {cls.__name__}, which is not a Variable."
