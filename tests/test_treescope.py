@@ -24,6 +24,15 @@ def test_module_shows_attributes_with_their_variable_kinds():
     assert "cyclic reference to Model" in text
 
 
+def test_sequence_and_dict_show_their_items():
+    ctx = nnx.context(0)
+    seq = nnx.Sequence([nnx.Linear(2, 2, ctx=ctx), nnx.Linear(2, 1, ctx=ctx)])
+    text = treescope.render_to_text(seq)
+    assert text.startswith("Sequence({") and "0: Linear(" in text and "1: Linear(" in text
+    text = treescope.render_to_text(nnx.Dict({"a b": nnx.Param(jnp.ones(1))}))
+    assert text.startswith("Dict({") and "'a b': Param(" in text
+
+
 def test_variable_shows_value_and_metadata():
     text = treescope.render_to_text(nnx.Param(jnp.arange(3.0), sharding=("a",)))
     assert text.startswith("Param(")

@@ -23,7 +23,7 @@ import copy
 import itertools
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, cast, overload
 
 from typing_extensions import ParamSpec, Self, TypeIs, TypeVar
@@ -52,7 +52,7 @@ from ._shape_checks import (
     shape_checks_enabled,
 )
 from ._state import State, path_sort_key, split_pairs
-from ._treescope import render_constructor
+from ._treescope import render_constructor, render_mapping
 from ._variables import Container, Node, Static, Variable, is_container, is_node_box, is_variable
 
 __all__ = ["ApplyCaller", "Module", "ModuleDef", "Pure", "PureModule"]
@@ -1171,8 +1171,15 @@ class Module:
             d[name] = _owned_copy(value, self, name) if is_node_box(value) else value
 
     def __treescope_repr__(self, path: str | None, subtree_renderer: Any) -> Any:
-        """treescope's rich repr: attributes with Variables boxed (kind visible)."""
-        return render_constructor(self, dict(_vars(self)), path, subtree_renderer)
+        """treescope's rich repr: attributes with Variables boxed (kind visible);
+        `nnx.Sequence` items by position, `nnx.Dict` items by key."""
+        attributes = dict(_vars(self))
+        if type(self)._nnx_int_keys:
+            items = {int(k): v for k, v in attributes.items() if k.isdigit()}
+            return render_mapping(self, dict(sorted(items.items())), path, subtree_renderer)
+        if isinstance(self, Mapping):  # nnx.Dict
+            return render_mapping(self, attributes, path, subtree_renderer)
+        return render_constructor(self, attributes, path, subtree_renderer)
 
     def __repr__(self) -> str:
         active: set[int] | None = getattr(_repr_state, "active", None)
