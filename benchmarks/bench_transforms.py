@@ -5,6 +5,9 @@
 E — an empty step of a 4-layer MLP (9 state leaves: 4 kernels, 4 biases, a counter):
     `model.count += 1` under `nnx.jit`, against a raw `jax.jit` call that takes and
     returns the same 9 arrays.
+D — a dropout call drawing a fresh key each call from one reused `nnx.Context`
+    (`ctx=` of an `nnx.jit` function; one trace), against a raw `jax.jit` that takes a
+    key, splits it and returns the new one.
 T — a real SGD step of a 4 x Linear(256, 256) MLP, batch 32, written as in the README
     (`nnx.jit` + `nnx.grad` + `update_state`), against the same step in pure JAX on a
     params pytree.
@@ -68,7 +71,17 @@ def nnx_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
         empty(model)
         return model.count
 
-    return {"E nnx.jit": empty_call, "T nnx.jit + nnx.grad": lambda: sgd(model, x, y)}
+    dropout, ctx = nnx.Dropout(0.5), nnx.context(dropout=0)
+
+    @nnx.jit
+    def drop(m: nnx.Dropout, x: jax.Array, *, ctx: nnx.Context) -> jax.Array:
+        return m(x, deterministic=False, ctx=ctx)
+
+    return {
+        "D nnx.jit, reused Context": lambda: drop(dropout, x, ctx=ctx),
+        "E nnx.jit": empty_call,
+        "T nnx.jit + nnx.grad": lambda: sgd(model, x, y),
+    }
 
 
 def jax_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
@@ -100,11 +113,27 @@ def jax_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
         state["leaves"] = empty(state["leaves"])
         return state["leaves"]
 
+    @jax.jit
+    def drop(key: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        key, sub = jax.random.split(key)
+        keep = jax.random.bernoulli(sub, 0.5, x.shape)
+        return key, jnp.where(keep, x / 0.5, 0.0)
+
+    state["key"] = jax.random.key(0)
+
+    def drop_call() -> Any:
+        state["key"], out = drop(state["key"], x)
+        return out
+
     def sgd_call() -> Any:
         state["params"], loss = sgd(state["params"], x, y)
         return loss
 
-    return {"E raw jax.jit (9 arrays in, 9 out)": empty_call, "T pure JAX": sgd_call}
+    return {
+        "D raw jax.jit (key in, key out)": drop_call,
+        "E raw jax.jit (9 arrays in, 9 out)": empty_call,
+        "T pure JAX": sgd_call,
+    }
 
 
 def flax_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
