@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, cast
 
 import jax
 import numpy as np
 
-from ._compat import TraceState, current_trace, register_pytree_node
+from ._compat import TraceState, current_trace, jax_jit, register_pytree_node
 from ._errors import MSG_CONTEXT_TRACE, TraceContextError
 
 __all__ = ["Context", "ContextDef", "PureContext", "RngStream", "context"]
@@ -24,9 +24,16 @@ MSG_UNKNOWN_STREAM: Final = (
 )
 
 
-def _fold_data(name: str, path: tuple[int, ...]) -> int:
+def _fold_data(name: str, path: tuple[int, ...]) -> np.uint32:
     text = " ".join([name, *map(str, path)]).encode()
-    return int.from_bytes(hashlib.blake2s(text).digest()[:4], "big")
+    data: np.uint32 = np.uint32(int.from_bytes(hashlib.blake2s(text).digest()[:4], "big"))
+    return data
+
+
+# One compiled fold_in: eagerly, jax.random.fold_in dispatches its primitives one by
+# one (~0.5 ms on CPU); jitted it is one dispatch (~15 us). Under a trace it inlines.
+# The data is a uint32 argument, so every draw reuses the one compilation per key type.
+_fold_in: Callable[[KeyLike, np.uint32], jax.Array] = jax_jit(jax.random.fold_in)
 
 
 class RngStream:
@@ -43,7 +50,7 @@ class RngStream:
     def make_rng(self, name: str) -> jax.Array:
         data = _fold_data(name, (*self.count_path, self.count))
         self.count += 1
-        return jax.random.fold_in(self.key, data)
+        return _fold_in(self.key, data)
 
     def fork(self) -> RngStream:
         """A child stream (same key, one more level of path); advances this one."""
