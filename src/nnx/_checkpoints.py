@@ -269,11 +269,8 @@ def _leaf_fits(saved: _Leaf, target: _Leaf) -> bool:
     match exactly.
     """
     if saved.type == "prng_key" or target.type == "prng_key":
-        return (
-            saved.type == target.type
-            and saved.dtype == target.dtype
-            and (saved.shape == target.shape)
-        )
+        same_kind = saved.type == target.type
+        return same_kind and saved.dtype == target.dtype and saved.shape == target.shape
     if target.type == "abstract" and saved.type != "jax":
         if saved.is_array:
             dtype, shape = jnp.dtype(saved.dtype), saved.shape
@@ -440,9 +437,16 @@ def _compare(saved: _Entry, target: _Entry) -> str | None:
             return (
                 f"checkpoint has {saved.describe_leaves()}, target has {target.describe_leaves()}"
             )
-    for leaf in saved.leaves:
+    narrowed = _narrowed_dtype(saved)
+    return None if narrowed is None else MSG_X64.format(where="it", dtype=narrowed)
+
+
+def _narrowed_dtype(record: _Entry) -> str | None:
+    """The dtype of a saved jax leaf that jax would narrow here (64-bit without
+    jax_enable_x64), if the entry has one."""
+    for leaf in record.leaves:
         if leaf.type == "jax" and not _jax_keeps(leaf.dtype or ""):
-            return MSG_X64.format(where="it", dtype=leaf.dtype)
+            return leaf.dtype
     return None
 
 
@@ -876,9 +880,9 @@ def load(directory: str | os.PathLike[str], /) -> State[Any]:
     records = _read_records(ocp, path)
     plan: list[tuple[_Entry, list[_Placement]]] = []
     for record in records:
-        for leaf in record.leaves:
-            if leaf.type == "jax" and not _jax_keeps(leaf.dtype or ""):
-                raise ValueError(MSG_X64.format(where=_where(record.path), dtype=leaf.dtype))
+        narrowed = _narrowed_dtype(record)
+        if narrowed is not None:
+            raise ValueError(MSG_X64.format(where=_where(record.path), dtype=narrowed))
         plan.append((record, [_placement(leaf, None, None) for leaf in record.leaves]))
     arrays = _restore_arrays(ocp, path, plan)
     entries: dict[Path, Any] = {}
