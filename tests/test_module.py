@@ -483,11 +483,21 @@ def test_apply_with_several_states():
 
 
 def test_module_apply_property_works_on_a_copy():
+    # DECISIONS 7 (as 0.0.8): module.apply returns (out, clone), a Module
     m = Deep()
-    out, pure = m.apply.a.b[0].bump()
+    out, clone = m.apply.a.b[0].bump()
     assert out == 2.0
     assert m.a.b[0].w == 1.0
-    assert pure.merge().a.b[0].w == 2.0
+    assert type(clone) is Deep and clone is not m
+    assert clone.a.b[0].w == 2.0
+    assert clone.a is not m.a
+
+
+def test_module_apply_call_returns_a_clone_with_updates():
+    m = Deep()
+    _, clone = m.apply.a.b[0].bump()
+    _, clone2 = clone.apply.a.b[0].bump()
+    assert (m.a.b[0].w, clone.a.b[0].w, clone2.a.b[0].w) == (1.0, 2.0, 3.0)
 
 
 # ----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from ._filters import (
 from ._helpers import Dict as Dict, Sequence as Sequence
 from ._module import (
     ApplyCaller as ApplyCaller,
+    CloneCaller as CloneCaller,
     Module as Module,
     ModuleDef as ModuleDef,
     Pure as Pure,

@@ -175,16 +175,32 @@ def _wrap_init(cls: type[Any]) -> None:
         stored: dict[str, Any] = self.__dict__
         for name, container_fn in wrapped:
             if name in stored:  # a Container of another kind raises in container_fn
-                setattr(self, name, container_fn(stored[name]))
+                # stored directly: a frozen dataclass refuses setattr, even in __init__
+                stored[name] = container_fn(stored[name])
 
     cls.__init__ = __init__
+
+
+MSG_FROZEN_MODULE: Final = (
+    "nnx.dataclass(frozen=True) cannot decorate the Module {cls}: Modules are mutable "
+    "objects whose assignments nnx checks and tracks. Drop frozen=True, or make {cls} an "
+    "nnx.Pytree (a frozen Pytree is an immutable pytree)."
+)
 
 
 @overload
 def dataclass(cls: type[T], /) -> type[T]: ...
 @overload
 def dataclass(
-    *, init: bool = True, repr: bool = True, eq: bool = False, order: bool = False
+    *,
+    init: bool = True,
+    repr: bool = True,
+    eq: bool = False,
+    order: bool = False,
+    unsafe_hash: bool = False,
+    frozen: bool = False,
+    match_args: bool = True,
+    kw_only: bool = False,
 ) -> Callable[[type[T]], type[T]]: ...
 @dataclass_transform(
     eq_default=False,
@@ -205,14 +221,31 @@ def dataclass(
     repr: bool = True,
     eq: bool = False,
     order: bool = False,
+    unsafe_hash: bool = False,
+    frozen: bool = False,
+    match_args: bool = True,
+    kw_only: bool = False,
 ) -> type[T] | Callable[[type[T]], type[T]]:
     """`dataclasses.dataclass` for Modules and Pytrees, with nnx field helpers.
 
-    Equality is by identity unless `eq=True` (Modules are objects, not values).
+    The options mean what they mean for `dataclasses.dataclass`, with one difference:
+    equality is by identity unless `eq=True` (Modules are objects, not values).
+    `frozen=True` makes an immutable Pytree; a Module cannot be frozen.
     """
 
     def decorate(cls: type[T]) -> type[T]:
-        new_cls = dataclasses.dataclass(init=init, repr=repr, eq=eq, order=order)(cls)
+        if frozen and issubclass(cls, Module):
+            raise TypeError(MSG_FROZEN_MODULE.format(cls=cls.__name__))
+        new_cls = dataclasses.dataclass(
+            init=init,
+            repr=repr,
+            eq=eq,
+            order=order,
+            unsafe_hash=unsafe_hash,
+            frozen=frozen,
+            match_args=match_args,
+            kw_only=kw_only,
+        )(cls)
         if issubclass(new_cls, Module):
             # Modules wrap such fields on every assignment (and shape-check them)
             fields = dict(getattr(new_cls, "_nnx_field_containers", None) or {})

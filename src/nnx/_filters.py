@@ -7,7 +7,7 @@ A filter is one of:
 - `None`: matches nothing;
 - a `str`: matches Variables of that collection (`"params"`, `"intermediates"`);
 - a predicate `(path, value) -> bool`, `path` being a tuple of `str`/`int` keys;
-- a tuple of filters: matches what any of them matches;
+- a tuple or list of filters: matches what any of them matches;
 - `nnx.Not(f)`, `nnx.All(f, g, ...)`, `nnx.OfType(t)`, `nnx.PathContains(key)`,
   `nnx.Everything()`, `nnx.Nothing()`, and `nnx.buffers` (raw arrays).
 """
@@ -48,7 +48,7 @@ Predicate: TypeAlias = Callable[[Path, Any], bool]
 MSG_INVALID_FILTER: Final = (
     "Invalid filter of type {type!r}: {filter!r}. A filter is a class (nnx.Param), "
     '`...`, None, a collection name ("params"), a predicate `(path, value) -> bool`, '
-    "a tuple of filters, or nnx.Not/All/OfType/PathContains/Everything/Nothing."
+    "a tuple or list of filters, or nnx.Not/All/OfType/PathContains/Everything/Nothing."
 )
 MSG_ELLIPSIS_NOT_LAST: Final = (
     "Ellipsis `...` can only be used as the last filter, got it at index {index} of "
@@ -169,6 +169,7 @@ Filter: TypeAlias = (
     | Nothing
     | Predicate
     | tuple["Filter", ...]
+    | list["Filter"]
     | None
 )
 """Anything `partition`, `filter`, `pop_state` and `nnx.grad(wrt=)` accept."""
@@ -190,7 +191,7 @@ def _build_predicate(filter: Any) -> Predicate:
         return _NOTHING
     if isinstance(filter, str):
         return Collection(filter)
-    if isinstance(filter, tuple):
+    if isinstance(filter, (tuple, list)):
         members = cast("tuple[Filter, ...]", filter)
         return _AnyOf(tuple(to_predicate(f) for f in members))
     if callable(filter) and not isinstance(filter, (bool, int, float)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 from typing_extensions import TypeIs, TypeVar
 
@@ -14,6 +14,7 @@ from ._module import Module
 __all__ = ["Dict", "Sequence"]
 
 T = TypeVar("T", default=Any)
+D = TypeVar("D")
 
 
 @functools.lru_cache(maxsize=512)
@@ -33,8 +34,10 @@ def _is_dict(x: object) -> TypeIs[dict[str, Any]]:
     return isinstance(x, dict)
 
 
-class Sequence(Module):
+class Sequence(Module, Generic[T]):
     """A Module holding a list of items (Modules, Variables, arrays or callables).
+
+    Generic in the item type: `nnx.Sequence[nnx.Linear]` (items read as `T`).
 
     Items are attributes `"0"`, `"1"`, ...; in State paths they are the ints
     `0, 1, ...`. Calling a Sequence chains its items: a tuple output becomes the
@@ -44,7 +47,7 @@ class Sequence(Module):
 
     _nnx_int_keys = True
 
-    def __init__(self, items: Iterable[Any] = ()) -> None:
+    def __init__(self, items: Iterable[T] = (), /) -> None:
         for i, item in enumerate(items):
             setattr(self, str(i), item)
 
@@ -61,23 +64,25 @@ class Sequence(Module):
         return str(index % n)
 
     @overload
-    def __getitem__(self, index: int) -> Any: ...
+    def __getitem__(self, index: int) -> T: ...
     @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-    def __getitem__(self, index: int | slice) -> Any:
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
         if isinstance(index, slice):
             return [getattr(self, str(i)) for i in range(*index.indices(self._count()))]
-        return getattr(self, self._index(index))
+        item: T = getattr(self, self._index(index))
+        return item
 
-    def __setitem__(self, index: int, value: Any) -> None:
+    def __setitem__(self, index: int, value: T) -> None:
         setattr(self, self._index(index), value)
 
-    def append(self, item: Any) -> None:
+    def append(self, item: T) -> None:
         setattr(self, str(self._count()), item)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[T]:
         for i in range(self._count()):
-            yield getattr(self, str(i))
+            item: T = getattr(self, str(i))
+            yield item
 
     def __call__(self, *args: Any, ctx: Any = None, **kwargs: Any) -> Any:
         result: Any = None
@@ -98,19 +103,27 @@ class Sequence(Module):
         return result
 
 
-class Dict(Module):
-    """A Module that is a mapping: items are attributes (`d["k"]` is `d.k`)."""
+class Dict(Module, Generic[T]):
+    """A Module that is a mapping: items are attributes (`d["k"]` is `d.k`).
 
-    def __init__(self, *args: Mapping[str, Any] | Iterable[tuple[str, Any]], **kwargs: Any) -> None:
+    `nnx.Dict(a=..., b=...)` or `nnx.Dict({"a": ...})`, like `dict(...)`; any key may
+    be used, `cls` and `self` included. A missing key raises `KeyError`. Generic in
+    the item type: `nnx.Dict[nnx.Linear]`.
+    """
+
+    def __init__(
+        self, /, *args: Mapping[str, T] | Iterable[tuple[str, T]], **kwargs: T
+    ) -> None:
         for key, value in dict(*args, **kwargs).items():
             setattr(self, key, value)
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> T:
         if key not in self.__dict__:
             raise KeyError(key)
-        return getattr(self, key)
+        item: T = getattr(self, key)
+        return item
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: T) -> None:
         setattr(self, key, value)
 
     def __delitem__(self, key: str) -> None:
@@ -127,19 +140,26 @@ class Dict(Module):
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self.__dict__))
 
-    def get(self, key: str, default: Any = None) -> Any:
+    @overload
+    def get(self, key: str, /) -> T | None: ...
+    @overload
+    def get(self, key: str, /, default: T | D) -> T | D: ...
+    def get(self, key: str, /, default: Any = None) -> Any:
         return getattr(self, key) if key in self.__dict__ else default
 
     def keys(self) -> KeysView[str]:
         return KeysView(self)
 
-    def values(self) -> ValuesView[Any]:
+    def values(self) -> ValuesView[T]:
         return ValuesView(self)
 
-    def items(self) -> ItemsView[str, Any]:
+    def items(self) -> ItemsView[str, T]:
         return ItemsView(self)
 
-    if not TYPE_CHECKING:
+    if TYPE_CHECKING:
+        # Items are attributes: `nnx.Dict(logits=lin).logits` reads as the item type.
+        def __getattr__(self, name: str) -> T: ...
+    else:
 
         def __getattr__(self, name):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute or key {name!r}")

@@ -53,15 +53,26 @@ from ._shape_checks import (
 )
 from ._state import State, path_sort_key, split_pairs
 from ._treescope import render_constructor, render_mapping
-from ._variables import Container, Node, Static, Variable, is_container, is_node_box, is_variable
+from ._variables import (
+    Container,
+    Intermediate,
+    Node,
+    Static,
+    Variable,
+    is_container,
+    is_node_box,
+    is_variable,
+)
 
-__all__ = ["ApplyCaller", "Module", "ModuleDef", "Pure", "PureModule"]
+__all__ = ["ApplyCaller", "CloneCaller", "Module", "ModuleDef", "Pure", "PureModule"]
 
 A = TypeVar("A")
 M = TypeVar("M", covariant=True, default=Any)
 S = TypeVar("S", covariant=True, default=Any)
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T", covariant=True)
+Root = TypeVar("Root", covariant=True)
 V1 = TypeVar("V1")
 V2 = TypeVar("V2")
 V3 = TypeVar("V3")
@@ -139,7 +150,7 @@ class _MergePlan:
     """What merge needs from a ModuleDef, flattened once: node types, statics,
     submodule links and the leaf slots in path order."""
 
-    __slots__ = ("leaf_slots", "nodes", "path_set", "paths")
+    __slots__ = ("leaf_slots", "nodes", "optional_paths", "path_set", "paths")
 
     def __init__(self, root: ModuleDef[Any]) -> None:
         self.nodes: list[
@@ -147,6 +158,7 @@ class _MergePlan:
         ] = []
         self.paths: list[Path] = []
         self.leaf_slots: list[tuple[int, str]] = []
+        optional: list[Path] = []
 
         def visit(md: ModuleDef[Any], prefix: Path) -> None:
             links: list[tuple[str, int]] = []
@@ -157,6 +169,8 @@ class _MergePlan:
             for key in md.keys:
                 if key in leaves:
                     self.paths.append((*prefix, key))
+                    if key in md.intermediate_keys:
+                        optional.append((*prefix, key))
                     self.leaf_slots.append((index, _attr_name(key)))
                 else:
                     sub = subs[key]
@@ -168,6 +182,7 @@ class _MergePlan:
 
         visit(root, ())
         self.path_set = frozenset(self.paths)
+        self.optional_paths = frozenset(optional)
 
 
 class ModuleDef(Generic[M]):
@@ -182,6 +197,7 @@ class ModuleDef(Generic[M]):
     __slots__ = (
         "_hash",
         "_index",
+        "_intermediate_keys",
         "_keys",
         "_leaf_keys",
         "_plan",
@@ -198,8 +214,10 @@ class ModuleDef(Generic[M]):
         static_fields: tuple[tuple[str, Any], ...],
         leaf_keys: tuple[str | int, ...] = (),
         keys: tuple[str | int, ...] | None = None,
+        intermediate_keys: tuple[str | int, ...] = (),
     ) -> None:
         self._type = type
+        self._intermediate_keys = intermediate_keys
         self._index = index
         self._submodules = submodules
         self._static_fields = static_fields
@@ -238,6 +256,11 @@ class ModuleDef(Generic[M]):
         """Leaf and submodule keys in traversal order."""
         return self._keys
 
+    @property
+    def intermediate_keys(self) -> tuple[str | int, ...]:
+        """The leaf keys holding `nnx.Intermediate`s: `merge` tolerates their absence."""
+        return self._intermediate_keys
+
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
@@ -249,6 +272,7 @@ class ModuleDef(Generic[M]):
             and self._type is that._type
             and self._submodules == that._submodules
             and self._leaf_keys == that._leaf_keys
+            and self._intermediate_keys == that._intermediate_keys
             and self._static_fields == that._static_fields
             # 1, 1.0 and True are ==, but a trace specialised on one is wrong for another
             and all(
@@ -263,7 +287,9 @@ class ModuleDef(Generic[M]):
             statics = tuple(
                 (name, value.__class__, _hashable(value)) for name, value in self._static_fields
             )
-            h = self._hash = hash((self._type, self._submodules, statics, self._leaf_keys))
+            h = self._hash = hash(
+                (self._type, self._submodules, statics, self._leaf_keys, self._intermediate_keys)
+            )
         return h
 
     def __repr__(self) -> str:
@@ -288,7 +314,9 @@ class ModuleDef(Generic[M]):
 
         Pass every partition (`merge(params, batch_stats)`); for a path present in
         several, the last State wins. Raises `ValueError` if the states do not fit
-        this ModuleDef (missing or unknown paths).
+        this ModuleDef (missing or unknown paths), except that missing
+        `nnx.Intermediate` entries are allowed: the module is built without them, as
+        after `pop_state(nnx.Intermediate)`.
         """
         return cast(M, _unflatten(self, _combine_states((state, *states))))
 
@@ -360,12 +388,55 @@ class ApplyCaller(Generic[M]):
     def __call__(
         self: ApplyCaller[Callable[P, R]], *args: P.args, **kwargs: P.kwargs
     ) -> tuple[R, tuple[State[Any], ModuleDef[M]]]:
-        module = self._moduledef.merge(*self._states)
-        target: Any = module
-        for is_attr, key in self._accessors:
-            target = getattr(target, key) if is_attr else target[key]
-        out = target(*args, **kwargs)
+        out, module = _call_on_copy(self._moduledef, self._states, self._accessors, args, kwargs)
         return out, module.partition()
+
+
+def _call_on_copy(
+    moduledef: ModuleDef[Any],
+    states: tuple[State[Any], ...],
+    accessors: tuple[tuple[bool, Any], ...],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[Any, Module]:
+    """Merge a fresh module, reach the accessed attribute/item, call it:
+    `(output, the fresh module)`."""
+    module: Module = moduledef.merge(*states)
+    target: Any = module
+    for is_attr, key in accessors:
+        target = getattr(target, key) if is_attr else target[key]
+    return target(*args, **kwargs), module
+
+
+class CloneCaller(Generic[T, Root]):
+    """`module.apply` — call it, or reach any attribute/item first; the call runs on
+    a copy of the module and returns `(output, copy)`, the original untouched."""
+
+    __slots__ = ("_accessors", "_moduledef", "_states")
+
+    def __init__(
+        self,
+        moduledef: ModuleDef[Any],
+        states: tuple[State[Any], ...],
+        accessors: tuple[tuple[bool, Any], ...],
+    ) -> None:
+        self._moduledef = moduledef
+        self._states = states
+        self._accessors = accessors
+
+    def __getattr__(self, name: str) -> CloneCaller[Any, Root]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return CloneCaller(self._moduledef, self._states, (*self._accessors, (True, name)))
+
+    def __getitem__(self, key: Any) -> CloneCaller[Any, Root]:
+        return CloneCaller(self._moduledef, self._states, (*self._accessors, (False, key)))
+
+    def __call__(
+        self: CloneCaller[Callable[P, R], Root], *args: P.args, **kwargs: P.kwargs
+    ) -> tuple[R, Root]:
+        out, module = _call_on_copy(self._moduledef, self._states, self._accessors, args, kwargs)
+        return out, cast(Root, module)
 
 
 # ------------------------------------------------------------------------------------
@@ -643,7 +714,15 @@ class _Layout:
     """One module's own share of the graph structure, valid for one version of it:
     its static attributes and, in traversal order, its submodule and leaf entries."""
 
-    __slots__ = ("entries", "keys", "leaf_keys", "mutable_statics", "statics", "version")
+    __slots__ = (
+        "entries",
+        "intermediate_keys",
+        "keys",
+        "leaf_keys",
+        "mutable_statics",
+        "statics",
+        "version",
+    )
 
     def __init__(self, module: Module, version: int) -> None:
         kinds = _nodes._kind_cache
@@ -652,6 +731,7 @@ class _Layout:
         entries: list[tuple[str | int, str, int]] = []
         keys: list[str | int] = []
         leaf_keys: list[str | int] = []
+        intermediate_keys: list[str | int] = []
         mutable: list[tuple[dict[str, Any], str, Any]] = []
         for key, value in _sorted_entries(module, d):
             name = key if type(key) is str else str(key)
@@ -669,11 +749,14 @@ class _Layout:
                 keys.append(key)
                 if kind != MODULE:
                     leaf_keys.append(key)
+                    if isinstance(value, Intermediate):
+                        intermediate_keys.append(key)
         self.version = version
         self.statics = tuple(statics)
         self.entries = entries
         self.keys = tuple(keys)
         self.leaf_keys = tuple(leaf_keys)
+        self.intermediate_keys = tuple(intermediate_keys)
         self.mutable_statics = mutable
 
     def is_valid(self, version: int) -> bool:
@@ -723,7 +806,13 @@ def _build_graph_cache(root: Module) -> _GraphCache:
                 paths.append(prefix + (key,))  # noqa: RUF005 - faster
                 leaf_slots.append((d, name, kind == CONTAINER_NODE))
         return ModuleDef(
-            type(module), index, tuple(submodules), layout.statics, layout.leaf_keys, layout.keys
+            type(module),
+            index,
+            tuple(submodules),
+            layout.statics,
+            layout.leaf_keys,
+            layout.keys,
+            layout.intermediate_keys,
         )
 
     moduledef = visit(root, ())
@@ -778,12 +867,15 @@ def _find_index(root: ModuleDef[Any], index: int) -> ModuleDef[Any]:
     raise LookupError(index)  # pragma: no cover - indices always refer to built nodes
 
 
-def _unflatten(moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> Any:
+def _unflatten(moduledef: ModuleDef[Any], mapping: dict[Path, Any], into: Module | None = None) -> Any:
+    """Build the graph `moduledef` describes from `mapping`'s entries; `into`, if
+    given, is used as the root object (it must be of the root's type)."""
     plan = moduledef._get_plan()
+    leaf_slots = plan.leaf_slots
     try:
         values = [mapping[p] for p in plan.paths]
     except KeyError:
-        raise _fit_error(moduledef, mapping) from None
+        leaf_slots, values = _without_intermediates(moduledef, mapping)
     if len(mapping) != len(values):
         raise _fit_error(moduledef, mapping)
     trace = current_trace()
@@ -792,18 +884,38 @@ def _unflatten(moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> Any:
         module = object.__new__(module_type)
         _init_internals(module, trace)
         modules.append(module)
+    if into is not None:
+        modules[0] = into
     for module, (_, statics, links) in zip(modules, plan.nodes):
         d = _vars(module)
         for name, value in statics:
             d[name] = _freeze_static(value)
         for name, index in links:
             d[name] = modules[index]
-    for (index, name), value in zip(plan.leaf_slots, values):
+    for (index, name), value in zip(leaf_slots, values):
         module = modules[index]
         if isinstance(value, Node):
             value = _owned_copy(value, module, name)  # pyright: ignore[reportUnknownArgumentType]
         _vars(module)[name] = value
     return modules[0]
+
+
+def _without_intermediates(
+    moduledef: ModuleDef[Any], mapping: dict[Path, Any]
+) -> tuple[list[tuple[int, str]], list[Any]]:
+    """The leaf slots and values of `mapping` when some paths are missing: allowed
+    only for `nnx.Intermediate` entries (DECISIONS 6), else the fit error."""
+    plan = moduledef._get_plan()
+    slots: list[tuple[int, str]] = []
+    values: list[Any] = []
+    for slot, path in zip(plan.leaf_slots, plan.paths):
+        value = mapping.get(path, _MISSING)
+        if value is not _MISSING:
+            slots.append(slot)
+            values.append(value)
+        elif path not in plan.optional_paths:
+            raise _fit_error(moduledef, mapping)
+    return slots, values
 
 
 def _owned_copy(node: Node[Any], module: Module, name: str) -> Node[Any]:
@@ -937,6 +1049,19 @@ _MISSING: Final = _Missing()
 _repr_state = threading.local()
 
 
+class _NoOrigClass:
+    """`typing` sets `__orig_class__` on an instance made through a subscripted
+    generic (`nnx.Sequence[nnx.Linear](...)`). A Module keeps no such attribute: it
+    would become a static field and make two equal models' ModuleDefs differ. Raising
+    AttributeError here makes `typing` skip it."""
+
+    def __get__(self, obj: object, owner: type[Any] | None = None) -> Any:
+        raise AttributeError("__orig_class__")
+
+    def __set__(self, obj: object, value: object) -> None:
+        raise AttributeError("Modules do not record __orig_class__")
+
+
 class Module:
     """Base class of every nnx module: a plain, mutable Python object.
 
@@ -960,8 +1085,9 @@ class Module:
     _nnx_int_keys: bool = False  # Sequence: digit attribute names are int path keys
 
     if not TYPE_CHECKING:
+        __orig_class__ = _NoOrigClass()
 
-        def __new__(cls, *args, **kwargs):
+        def __new__(cls, /, *args, **kwargs):
             module = object.__new__(cls)
             _init_internals(module, current_trace())
             return module
@@ -1098,11 +1224,12 @@ class Module:
         return _unflatten(moduledef, dict(zip(paths, leaves)))  # type: ignore[no-any-return]
 
     @property
-    def apply(self) -> ApplyCaller[Self]:
-        """`module.apply.method(*args)`: call on a copy; returns `(out, Pure)` and
-        leaves this module untouched."""
+    def apply(self) -> CloneCaller[Self, Self]:
+        """`module.apply.method(*args)`: call on a copy; returns `(out, copy)`, the copy
+        holding the updated state, and leaves this module untouched (as NNX 0.0.8).
+        Attribute and item access chain: `module.apply.blocks[0].linear(x)`."""
         moduledef, paths, leaves = _flatten(self, copy_leaves=False)
-        return ApplyCaller(moduledef, (State._from_sorted(dict(zip(paths, leaves))),), ())
+        return CloneCaller(moduledef, (State._from_sorted(dict(zip(paths, leaves))),), ())
 
     # -- helpers --------------------------------------------------------------------------
     def sow(self, variable_type: type[Variable[Any]], name: str, value: Any) -> None:
@@ -1250,6 +1377,16 @@ def _shape_check(
     return spec, check_assignment(module, spec, value, old)
 
 
+def _wrap_field(module: Module, name: str, wrap: Callable[[Any], Any], value: Any) -> Any:
+    """The value of an `nnx.dataclass` field declared with `param_field()`,
+    `var_field(kind)`, `node_field()` or `static_field()`, in its container; a value
+    that already is a container must be of that kind."""
+    try:
+        return wrap(value)
+    except ValueError as e:
+        raise ValueError(f"{type(module).__name__}.{name} (a dataclass field): {e}") from None
+
+
 def _setattr(module: Module, name: str, value: Any) -> None:
     _check_trace(module, name)
     cls = type(module)
@@ -1261,8 +1398,8 @@ def _setattr(module: Module, name: str, value: Any) -> None:
         _bump(module)
         return
     wrap = info.field_containers.get(name)
-    if wrap is not None and not isinstance(value, Container):
-        value = wrap(value)  # an nnx.dataclass field: param_field(), ...
+    if wrap is not None:
+        value = _wrap_field(module, name, wrap, value)
     d = _vars(module)
     spec, own = _shape_check(module, name, value, d.get(name))
     container, payload, structural = _prepare_assignment(module, name, value, d)

@@ -24,7 +24,9 @@ class PytreeMeta(type):
     if not TYPE_CHECKING:
 
         def __call__(cls, *args, **kwargs):
-            obj = cls.__new__(cls)
+            obj = cls.__new__(cls, *args, **kwargs)
+            if not isinstance(obj, cls):
+                return obj  # as type.__call__: a __new__ that returns something else
             vars(obj)["_pytree__initializing"] = True
             try:
                 obj.__init__(*args, **kwargs)

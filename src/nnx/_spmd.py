@@ -68,12 +68,16 @@ def _is_spec_leaf(x: object) -> bool:
     return isinstance(x, (Node, PartitionSpec))
 
 
+def _is_array(x: object) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
 def get_partition_spec(tree: T) -> T:
     """The same tree with each array replaced by its `PartitionSpec`: a Variable with
     `sharding` names gives `PartitionSpec(*sharding)`, other arrays `PartitionSpec()`,
     anything else None. (The result is a valid prefix for the tree's shardings.)"""
 
-    def spec(x: Any) -> PartitionSpec | None:
+    def spec(x: Any) -> Any:
         value: Any = x
         if is_variable(x):
             names = x.sharding
@@ -82,7 +86,11 @@ def get_partition_spec(tree: T) -> T:
             value = x._value
         elif is_node_box(x):
             value = x._value
-        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            if not _is_array(value):
+                # a box around a whole tree (TrainState's params and opt_state):
+                # the same box around that tree's specs
+                return x.replace(value=get_partition_spec(value))
+        if _is_array(value):
             return _spec()
         return None
 
