@@ -581,7 +581,9 @@ def test_dataclass_fields_are_checked_in_init():
     ):
         DataAffine(jnp.ones((2, 3)), jnp.zeros((4,)))
     # the field's kind is checked first (as 0.0.8's containers did): a ValueError
-    with pytest.raises(ValueError, match=r"DataAffine\.b \(a dataclass field\): (.|\n)*Param from a BatchStat"):
+    with pytest.raises(
+        ValueError, match=r"DataAffine\.b \(a dataclass field\): (.|\n)*Param from a BatchStat"
+    ):
         DataAffine(jnp.ones((2, 3)), nnx.BatchStat(jnp.zeros((3,))))
     with pytest.raises(nnx.ShapeCheckError, match=r"DataAffine\.din: (.|\n)*din=5"):
         DataAffine(jnp.ones((2, 3)), jnp.zeros((3,)), din=5)

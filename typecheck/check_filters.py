@@ -68,7 +68,7 @@ def path_alias(p: nnx.Path) -> None:
 def rejected(m: nnx.Module, s: nnx.State[Any]) -> None:
     takes_filter(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     takes_filter(1.5)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
-    takes_filter([nnx.Param])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    takes_filter([nnx.Param, 1])  # type: ignore[list-item]  # pyright: ignore[reportArgumentType]
     takes_filter(wrong_predicate)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     takes_filter((nnx.Param, 2))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     nnx.Not(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

@@ -93,10 +93,15 @@ def module_methods(m: Linear, s: Sub, blk: Block) -> None:
     assert_type(m.get_module_def(), nnx.ModuleDef[Linear])
     assert_type(s.get_module_def(), nnx.ModuleDef[Sub])
     assert_type(m.modules(), Iterator[tuple[nnx.Path, nnx.Module]])
-    assert_type(m.apply, nnx.ApplyCaller[Linear])
-    assert_type(m.apply(arr()), tuple[jax.Array, tuple[nnx.State[Any], nnx.ModuleDef[Linear]]])
-    out, (_, new_def) = blk.apply(arr(), train=True)
+    # module.apply runs on a copy and returns it (DECISIONS 7)
+    assert_type(m.apply, nnx.CloneCaller[Linear, Linear])
+    assert_type(m.apply(arr()), tuple[jax.Array, Linear])
+    out, clone = blk.apply(arr(), train=True)
     assert_type(out, jax.Array)
+    assert_type(clone, Block)
+    _, clone2 = blk.apply.linear(arr())
+    assert_type(clone2, Block)
+    _, (_, new_def) = blk.get_module_def().apply(blk.get_state())(arr(), train=True)
     assert_type(new_def, nnx.ModuleDef[Block])
 
     def visit(lin: Linear) -> None: ...
@@ -111,12 +116,24 @@ def module_methods(m: Linear, s: Sub, blk: Block) -> None:
 
 def containers() -> None:
     seq = nnx.Sequence([Linear(arr(), arr()), Linear(arr(), arr())])
-    assert_type(seq[0], Any)
-    assert_type(seq[0:1], list[Any])
+    assert_type(seq, nnx.Sequence[Linear])
+    assert_type(seq[0], Linear)
+    assert_type(seq[0:1], list[Linear])
     assert_type(len(seq), int)
+    for item in seq:
+        assert_type(item, Linear)
     d = nnx.Dict(a=Linear(arr(), arr()))
-    assert_type(d["a"], Any)
-    assert_type(d.get("a"), Any)
+    assert_type(d, nnx.Dict[Linear])
+    assert_type(d["a"], Linear)
+    assert_type(d.a, Linear)  # items are attributes
+    assert_type(d.get("a"), Linear | None)
+    assert_type(d.get("a", 0), Linear | int)
+    typed: nnx.Sequence[Linear] = nnx.Sequence()
+    assert_type(typed[0], Linear)
+    mixed = nnx.Sequence[Any]([1, Linear(arr(), arr())])
+    assert_type(mixed[0], Any)
+    dict_state, dict_def = nnx.Dict(a=1).partition()
+    assert_type(dict_def.merge(dict_state), nnx.Dict[int])
 
 
 # -- rejected --------------------------------------------------------------------------

@@ -101,4 +101,4 @@ def rejected(
     params[("w",)] = nnx.Param(arr())  # type: ignore[index]  # pyright: ignore[reportIndexIssue]
     nnx.State({"w": arr()})  # type: ignore[dict-item]  # pyright: ignore[reportCallIssue, reportArgumentType]
     params.partition(1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
-    params.filter(nnx.Param, [nnx.BatchStat])  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    params.filter(nnx.Param, [nnx.BatchStat, nnx.Cache])  # a list of filters is a filter (any of)

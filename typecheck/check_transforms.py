@@ -155,9 +155,18 @@ def scan_over_layers(ctx: nnx.Context, x: jax.Array) -> None:
     assert_type(stack(x, x), tuple[Any, Any])
     assert_type(stack.partition(nnx.Param)[1], nnx.ModuleDef[nnx.ScanModule[Block]])
     nnx.scan(block_step, variable_axes={nnx.Param: 0}, split_rngs=("params", "dropout"))
+    assert_type(stack, nnx.Scan[Block])  # ScanModule is an alias of Scan
+    assert isinstance(stack, nnx.Scan)
+    stack.call(x, x)
+    stack.call.other_method(x, x)
+    nnx.Scan(Block, split_rngs=["params", "dropout"], length=2, metadata_params={"a": "b"})
     remat_block = nnx.Remat(Block, prevent_cse=False)(3, ctx=ctx)
     assert_type(remat_block, nnx.RematModule[Block])
+    assert_type(remat_block, nnx.Remat[Block])
     assert_type(remat_block.remat_module, Block)
+    remat_of_scan = nnx.Remat(nnx.Scan(Block, length=4), static_argnums=(1,))(3, ctx=ctx)
+    assert_type(remat_of_scan.remat_module, nnx.Scan[Block])
+    remat_of_scan.call.call(x, x)
     assert_type(nnx.eval_shape(Block, 3, ctx=ctx), Block)
     assert_type(nnx.eval_shape(lambda: Block(3, ctx=ctx)), Block)
 
@@ -194,6 +203,8 @@ def rejected_scan(ctx: nnx.Context) -> None:
     nnx.Scan(Block, length="four")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     nnx.scan(block_step, split_rngs=1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
     nnx.Remat(Block)(3, ctx="ctx")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    nnx.Remat(Block, static_argnums="x")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    nnx.Scan(Block, metadata_params=["layers"])  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     nnx.eval_shape(Block, "three", ctx=ctx)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 

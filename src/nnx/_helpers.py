@@ -111,9 +111,7 @@ class Dict(Module, Generic[T]):
     the item type: `nnx.Dict[nnx.Linear]`.
     """
 
-    def __init__(
-        self, /, *args: Mapping[str, T] | Iterable[tuple[str, T]], **kwargs: T
-    ) -> None:
+    def __init__(self, /, *args: Mapping[str, T] | Iterable[tuple[str, T]], **kwargs: T) -> None:
         for key, value in dict(*args, **kwargs).items():
             setattr(self, key, value)
 

@@ -389,7 +389,7 @@ class ApplyCaller(Generic[M]):
         self: ApplyCaller[Callable[P, R]], *args: P.args, **kwargs: P.kwargs
     ) -> tuple[R, tuple[State[Any], ModuleDef[M]]]:
         out, module = _call_on_copy(self._moduledef, self._states, self._accessors, args, kwargs)
-        return out, module.partition()
+        return out, cast("tuple[State[Any], ModuleDef[M]]", module.partition())
 
 
 def _call_on_copy(
@@ -867,7 +867,9 @@ def _find_index(root: ModuleDef[Any], index: int) -> ModuleDef[Any]:
     raise LookupError(index)  # pragma: no cover - indices always refer to built nodes
 
 
-def _unflatten(moduledef: ModuleDef[Any], mapping: dict[Path, Any], into: Module | None = None) -> Any:
+def _unflatten(
+    moduledef: ModuleDef[Any], mapping: dict[Path, Any], into: Module | None = None
+) -> Any:
     """Build the graph `moduledef` describes from `mapping`'s entries; `into`, if
     given, is used as the root object (it must be of the root's type)."""
     plan = moduledef._get_plan()
@@ -898,6 +900,21 @@ def _unflatten(moduledef: ModuleDef[Any], mapping: dict[Path, Any], into: Module
             value = _owned_copy(value, module, name)  # pyright: ignore[reportUnknownArgumentType]
         _vars(module)[name] = value
     return modules[0]
+
+
+def merge_into(root: Module, moduledef: ModuleDef[Any], states: tuple[State[Any], ...]) -> None:
+    """Make `root` the root of the graph `moduledef` and `states` describe (what
+    `moduledef.merge(*states)` would build, but on this object): `nnx.scan` on
+    `__init__` builds the stacked layers on the real `self` this way."""
+    if type(root) is not moduledef.type:
+        raise TypeError(
+            f"merge_into: a {type(root).__name__} cannot hold a "
+            f"ModuleDef[{moduledef.type.__name__}]"
+        )
+    _check_trace(root, "<state>")
+    _unflatten(moduledef, _combine_states(states), into=root)
+    _bump(root)
+    _forget_dims(root)
 
 
 def _without_intermediates(

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, overload
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +15,11 @@ from typing_extensions import ParamSpec, TypeIs
 from ._compat import jax_vmap
 from ._context import Context, ContextDef
 from ._filters import Filter, to_predicate
-from ._module import Module
+from ._module import Module, merge_into
+from ._spmd import PARTITION_NAME
 from ._state import State
+from ._transforms import LiftedCall, _call_named
+from ._variables import is_variable
 
 __all__ = ["Scan", "ScanModule", "ScanOptions", "scan", "vmap"]
 
@@ -32,8 +36,10 @@ class ScanOptions:
       step (the layers' parameters);
     - `variable_broadcast`: state shared by every step, read-only inside;
     - `variable_carry`: state threaded from step to step (default: everything else);
-    - `split_rngs`: streams (a filter on their names: a name, a tuple of names, `...`)
-      split into one key per step; the other streams are broadcast.
+    - `split_rngs`: streams (a filter on their names: a name, a tuple or list of names,
+      `...`) split into one key per step; the other streams are broadcast;
+    - `metadata_params`: `{nnx.PARTITION_NAME: "layers"}` names the stacked axis in
+      each stacked Variable's `sharding` (absent inside the body).
     """
 
     variable_axes: tuple[tuple[Filter, int], ...] = ()
@@ -45,6 +51,7 @@ class ScanOptions:
     length: int | None = None
     reverse: bool = False
     unroll: int = 1
+    metadata_params: tuple[tuple[str, Any], ...] = ()
 
     @property
     def filters(self) -> tuple[Filter, ...]:
@@ -54,9 +61,18 @@ class ScanOptions:
     def axes(self) -> tuple[int, ...]:
         return tuple(axis for _, axis in self.variable_axes)
 
+    @property
+    def partition_name(self) -> str | None:
+        name: str | None = dict(self.metadata_params).get(PARTITION_NAME)
+        return name
+
 
 def _is_tuple(x: object) -> TypeIs[tuple[Any, ...]]:
     return isinstance(x, tuple)
+
+
+def _is_sequence(x: object) -> TypeIs[tuple[Any, ...] | list[Any]]:
+    return isinstance(x, (tuple, list))
 
 
 def _names_stream(filter: Filter, name: str) -> bool:
@@ -68,13 +84,30 @@ def _names_stream(filter: Filter, name: str) -> bool:
         return True
     if isinstance(filter, str):
         return filter == name
-    if _is_tuple(filter):
+    if _is_sequence(filter):
         return any(_names_stream(f, name) for f in filter)
     return bool(to_predicate(filter)((name,), name))
 
 
+def _named_streams(filter: Filter) -> set[str]:
+    """The stream names a `split_rngs` filter spells out (a name, or names in a tuple
+    or list): each must be a stream of the Context it splits."""
+    if isinstance(filter, str):
+        return {filter}
+    if _is_sequence(filter):
+        return {name for f in filter for name in _named_streams(f)}
+    return set()
+
+
+def _freeze(filter: Filter) -> Filter:
+    """Lists become tuples, so that the options are hashable (static)."""
+    if _is_sequence(filter):
+        return tuple(_freeze(f) for f in filter)
+    return filter
+
+
 def _options(
-    variable_axes: Mapping[Filter, int],
+    variable_axes: Mapping[Filter, int] | None,
     variable_broadcast: Filter,
     variable_carry: Filter,
     split_rngs: Filter,
@@ -83,17 +116,19 @@ def _options(
     length: int | None,
     reverse: bool,
     unroll: int,
+    metadata_params: Mapping[str, Any] | None = None,
 ) -> ScanOptions:
     return ScanOptions(
-        tuple(variable_axes.items()),
-        variable_broadcast,
-        variable_carry,
-        split_rngs,
+        tuple((_freeze(f), axis) for f, axis in (variable_axes or {}).items()),
+        _freeze(variable_broadcast),
+        _freeze(variable_carry),
+        _freeze(split_rngs),
         in_axes,
         out_axes,
         length,
         reverse,
         unroll,
+        tuple(sorted((metadata_params or {}).items())),
     )
 
 
@@ -123,6 +158,13 @@ def _move(tree: Any, source: int, destination: int) -> Any:
     return _tree_map(move, tree)
 
 
+MSG_UNKNOWN_STREAM: Final = (
+    "{who}: split_rngs={split!r} names the RNG stream(s) {names}, which the Context "
+    "does not have (it has {have}); every layer would get the same keys. Add the "
+    "stream to the Context (nnx.context(params=0, dropout=1)) or fix split_rngs."
+)
+
+
 class _SplitContext:
     """A Context split for a mapped or scanned call: the streams `split_rngs` names
     get one key per step (`split_keys`, mapped over), the others are shared; `ctx(keys)`
@@ -134,6 +176,13 @@ class _SplitContext:
         self.shared_keys: dict[str, jax.Array] = {}
         if ctx is None:
             return
+        unknown = sorted(_named_streams(split_rngs) - set(ctx.rng_names))
+        if unknown:
+            raise ValueError(
+                MSG_UNKNOWN_STREAM.format(
+                    who=who, names=unknown, have=sorted(ctx.rng_names), split=split_rngs
+                )
+            )
         names = [n for n in ctx.rng_names if _names_stream(split_rngs, n)]
         if names and size is None:
             raise ValueError(f"{who}: cannot split RNG streams without a size (pass it)")
@@ -163,7 +212,11 @@ def _scan_call(
 ) -> tuple[Any, Any]:
     n_axes = len(options.variable_axes)
     states, moduledef = module.partition(*options.filters)
-    axes_states = [_move(s, axis, 0) for s, axis in zip(states[:n_axes], options.axes)]
+    name = options.partition_name
+    axes_states = [
+        _move(_remove_axis(s, axis, name), axis, 0)
+        for s, axis in zip(states[:n_axes], options.axes)
+    ]
     broadcast_state, carry_state = states[n_axes], states[n_axes + 1]
     xs = _move(xs, options.in_axes, 0) if options.in_axes is not None else xs
     lengths: set[int] = _leading(xs, 0 if options.in_axes is not None else None)
@@ -201,9 +254,45 @@ def _scan_call(
         reverse=options.reverse,
         unroll=options.unroll,
     )
-    updates = [_move(s, 0, axis) for s, axis in zip(new_axes, options.axes)]
+    updates = [_add_axis(_move(s, 0, axis), axis, name) for s, axis in zip(new_axes, options.axes)]
     module.update_state((*updates, carry_state_out))
     return carry_out, _move(ys, 0, options.out_axes)
+
+
+def _add_axis(state: Any, axis: int, name: str | None) -> Any:
+    """Insert the axis `name` into each stacked Variable's `sharding` at `axis`."""
+    if name is None:
+        return state
+
+    def add(x: Any) -> Any:
+        if is_variable(x) and x.sharding is not None:
+            names = list(x.sharding)
+            names.insert(axis if axis >= 0 else len(names) + axis + 1, name)
+            return x.replace(sharding=tuple(names))
+        return x
+
+    return _tree_map(add, state, is_leaf=is_variable)
+
+
+def _remove_axis(state: Any, axis: int, name: str | None) -> Any:
+    """Undo `_add_axis`: the per-layer `sharding` seen inside the body."""
+    if name is None:
+        return state
+
+    def remove(x: Any) -> Any:
+        if is_variable(x) and x.sharding is not None:
+            names = list(x.sharding)
+            if names[axis] != name:
+                raise ValueError(
+                    f"nnx.scan: expected the axis name {name!r} at position {axis} of the "
+                    f"sharding {x.sharding} of a stacked {type(x).__name__} (metadata_params "
+                    f"{{PARTITION_NAME: {name!r}}}), found {names[axis]!r}"
+                )
+            del names[axis]
+            return x.replace(sharding=tuple(names))
+        return x
+
+    return _tree_map(remove, state, is_leaf=is_variable)
 
 
 @overload
@@ -220,6 +309,8 @@ def scan(
     length: int | None = None,
     reverse: bool = False,
     unroll: int = 1,
+    metadata_params: Mapping[str, Any] | None = None,
+    is_init: bool | None = None,
 ) -> Callable[P, R]: ...
 @overload
 def scan(
@@ -235,6 +326,8 @@ def scan(
     length: int | None = None,
     reverse: bool = False,
     unroll: int = 1,
+    metadata_params: Mapping[str, Any] | None = None,
+    is_init: bool | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def scan(
     fn: Callable[P, R] | None = None,
@@ -249,6 +342,8 @@ def scan(
     length: int | None = None,
     reverse: bool = False,
     unroll: int = 1,
+    metadata_params: Mapping[str, Any] | None = None,
+    is_init: bool | None = None,
 ) -> Any:
     """A lifted `jax.lax.scan` over a module whose state is stacked ("scan over layers").
 
@@ -258,9 +353,13 @@ def scan(
     `(carry, ys)`. State changes inside (slices, carried state) are written back to
     `module`. With `ctx=`, the streams named by `split_rngs` give each step its own
     key. Works as a decorator, also on methods (`self` is the module).
+
+    On `__init__` (or with `is_init=True`) it builds instead: `length` layers, each
+    initialized by the decorated `__init__` (with its own keys from the `split_rngs`
+    streams of `ctx=`), their `variable_axes` state stacked, all on the real `self`.
     """
     options = _options(
-        variable_axes or {},
+        variable_axes,
         variable_broadcast,
         variable_carry,
         split_rngs,
@@ -269,99 +368,218 @@ def scan(
         length,
         reverse,
         unroll,
+        metadata_params,
     )
 
     def decorate(f: Callable[P, R]) -> Callable[P, R]:
-        body = cast("Callable[..., tuple[Any, Any]]", f)
+        body = cast("Callable[..., Any]", f)
+        if is_init or (is_init is None and getattr(f, "__name__", None) == "__init__"):
 
-        def wrapper(
-            module: Any, carry: Any, xs: Any, *args: Any, ctx: Context | None = None, **kwargs: Any
-        ) -> Any:
-            if not isinstance(module, Module):
-                raise TypeError(f"nnx.scan expects a Module first, got {type(module).__name__}")
-            return _scan_call(options, body, module, carry, xs, args, kwargs, ctx)
+            def init_wrapper(self: Module, *args: Any, **kwargs: Any) -> None:
+                cls = type(self)
 
-        wrapper.__name__ = getattr(f, "__name__", "scan")
-        wrapper.__doc__ = getattr(f, "__doc__", None)
-        return wrapper  # type: ignore[return-value]
+                def make(step_kwargs: dict[str, Any]) -> Module:
+                    fresh: Module = Module.__new__(cls)
+                    body(fresh, *args, **step_kwargs)
+                    return fresh
+
+                states, moduledef = _stacked_init(options, make, kwargs, "nnx.scan(__init__)")
+                merge_into(self, moduledef, states)
+
+            wrapper: Callable[..., Any] = functools.wraps(f)(init_wrapper)
+        else:
+
+            def scan_wrapper(
+                module: Any,
+                carry: Any,
+                xs: Any,
+                *args: Any,
+                ctx: Context | None = None,
+                **kwargs: Any,
+            ) -> Any:
+                if not isinstance(module, Module):
+                    raise TypeError(f"nnx.scan expects a Module first, got {type(module).__name__}")
+                return _scan_call(options, body, module, carry, xs, args, kwargs, ctx)
+
+            wrapper = functools.wraps(f)(scan_wrapper)
+        return cast("Callable[P, R]", wrapper)
 
     return decorate if fn is None else decorate(fn)
 
 
-class ScanModule(Module, Generic[M]):
-    """`length` copies of a module with stacked state (see `nnx.Scan`)."""
+def _stacked_init(
+    options: ScanOptions,
+    make: Callable[[dict[str, Any]], Module],
+    kwargs: dict[str, Any],
+    who: str,
+) -> tuple[tuple[State[Any], ...], Any]:
+    """`length` modules built by `make(kwargs)` under `jax.vmap` (each with its own
+    keys from the `split_rngs` streams of `kwargs["ctx"]`): their states partitioned
+    by the scan filters, the `variable_axes` ones stacked, and the ModuleDef."""
+    call_kwargs = dict(kwargs)
+    ctx = call_kwargs.pop("ctx", None)
+    if not isinstance(ctx, Context):
+        if ctx is not None:
+            call_kwargs["ctx"] = ctx
+        ctx = None
+    if ctx is None and not options.variable_axes:
+        # nothing to stack or split: one module, built as is
+        states, moduledef = make(call_kwargs).partition(*options.filters)
+        return tuple(states), moduledef
+    n = options.length
+    if n is None:
+        raise ValueError(
+            f"{who}: pass length= (the number of layers) to build stacked layers "
+            "(variable_axes) or to split RNG streams"
+        )
+    rngs = _SplitContext(ctx, options.split_rngs, n, who)
 
+    def init(step_keys: dict[str, Any]) -> tuple[Any, Any]:
+        module = make(rngs.add_to(call_kwargs, step_keys))
+        states, moduledef = module.partition(*options.filters)
+        return states, moduledef  # a plain tuple: vmap's out_axes prefix matches it
+
+    out_axes = ((*options.axes, None, None), None)
+    states, moduledef = jax_vmap(init, in_axes=(0,), out_axes=out_axes, axis_size=n)(
+        rngs.split_keys
+    )
+    name = options.partition_name
+    stacked = tuple(
+        _add_axis(s, axis, name) if i < len(options.axes) else s
+        for i, (s, axis) in enumerate(zip(states, (*options.axes, 0, 0)))
+    )
+    return stacked, moduledef
+
+
+class Scan(Module, Generic[M]):
+    """`length` copies of a module with stacked state, applied with a lifted scan.
+
+    `nnx.Scan(Block, variable_axes={nnx.Param: 0}, split_rngs="params", length=4)` is
+    a constructor: calling it with Block's own arguments (`(dim, ctx=ctx)`) builds 4
+    Blocks (each from its own `params` key) whose Params are stacked on axis 0, held
+    as `scan_module`. Calling the Scan, `m(carry, xs, *args, ctx=None)`, scans
+    `Block.__call__(carry, x, *args) -> (carry, y)` over the layers and returns
+    `(carry, ys)`; `m.call.method(carry, xs)` scans another method. The options are
+    those of `nnx.scan`.
+    """
+
+    module_constructor: Callable[..., M]
+    options: ScanOptions
     scan_module: M
 
-    def __init__(self, scan_module: M, options: ScanOptions) -> None:
-        self.scan_module = scan_module
-        self.options = options
+    if TYPE_CHECKING:
+
+        def __new__(  # type: ignore[misc]
+            cls,
+            constructor: Callable[P, M],
+            /,
+            *,
+            variable_axes: Mapping[Filter, int] | None = None,
+            variable_broadcast: Filter = None,
+            variable_carry: Filter = ...,
+            split_rngs: Filter = None,
+            in_axes: int | None = 0,
+            out_axes: int = 0,
+            length: int | None = None,
+            reverse: bool = False,
+            unroll: int = 1,
+            metadata_params: Mapping[str, Any] | None = None,
+        ) -> Callable[P, Scan[M]]: ...
+
+    else:
+
+        def __new__(cls, *args, **kwargs):
+            if not args and not kwargs:  # copy/pickle: an empty instance
+                return Module.__new__(cls)
+            constructor, *rest = args
+            if rest:
+                raise TypeError(
+                    f"nnx.{cls.__name__}(constructor, **options) takes the options as "
+                    "keywords; the layer's own arguments go to the constructor it returns"
+                )
+            return _factory(cls, constructor, _options(**_scan_options(kwargs)))
 
     def __call__(
         self, carry: Any, xs: Any, *args: Any, ctx: Context | None = None, **kwargs: Any
     ) -> tuple[Any, Any]:
         """`(carry, ys)` of calling each layer as `layer(carry, x, *args) -> (carry, y)`."""
-        return _scan_call(self.options, _call_layer, self.scan_module, carry, xs, args, kwargs, ctx)
-
-
-def _call_layer(layer: Any, carry: Any, x: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-    out: tuple[Any, Any] = layer(carry, x, *args, **kwargs)
-    return out
-
-
-def Scan(
-    constructor: Callable[P, M],
-    /,
-    *,
-    variable_axes: Mapping[Filter, int] | None = None,
-    variable_broadcast: Filter = None,
-    variable_carry: Filter = ...,
-    split_rngs: Filter = None,
-    in_axes: int | None = 0,
-    out_axes: int = 0,
-    length: int | None = None,
-    reverse: bool = False,
-    unroll: int = 1,
-) -> Callable[P, ScanModule[M]]:
-    """A factory of `ScanModule`s: `nnx.Scan(Block, variable_axes={nnx.Param: 0},
-    split_rngs="params", length=4)(dim, ctx=ctx)` builds 4 Blocks with stacked
-    state (each from its own `params` key); calling it scans `Block.__call__(carry, x)`
-    over them."""
-    options = _options(
-        variable_axes or {},
-        variable_broadcast,
-        variable_carry,
-        split_rngs,
-        in_axes,
-        out_axes,
-        length,
-        reverse,
-        unroll,
-    )
-
-    def build(*args: P.args, **kwargs: P.kwargs) -> ScanModule[M]:
-        if options.length is None:
-            raise ValueError("nnx.Scan needs length= to build the stacked layers")
-        n = options.length
-        call_kwargs: dict[str, Any] = dict(kwargs)
-        ctx = call_kwargs.pop("ctx", None)
-        rngs = _SplitContext(
-            ctx if isinstance(ctx, Context) else None, options.split_rngs, n, "nnx.Scan"
+        return _scan_call(
+            self.options, _call_method("__call__"), self.scan_module, carry, xs, args, kwargs, ctx
         )
 
-        def init(step_keys: dict[str, Any]) -> tuple[Any, Any]:
-            make: Callable[..., Module] = constructor
-            module = make(*args, **rngs.add_to(call_kwargs, step_keys))
-            states, moduledef = module.partition(*options.filters)
-            return states, moduledef  # a plain tuple: vmap's out_axes prefix matches it
+    @property
+    def call(self) -> LiftedCall:
+        """`m.call(carry, xs)` is `m(carry, xs)`; `m.call.method(carry, xs, ...)` scans
+        the layers' `method` instead of `__call__`."""
+        return LiftedCall(self._scan_method)
 
-        out_axes = ((*options.axes, None, None), None)
-        states, moduledef = jax_vmap(init, in_axes=(0,), out_axes=out_axes, axis_size=n)(
-            rngs.split_keys
+    def _scan_method(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        carry, xs, *rest = args
+        ctx = kwargs.pop("ctx", None)
+        return _scan_call(
+            self.options, _call_method(name), self.scan_module, carry, xs, tuple(rest), kwargs, ctx
         )
-        return ScanModule(moduledef.merge(*states), options)
 
+
+ScanModule = Scan
+"""The name nnx used for `Scan` instances before 0.1; an alias."""
+
+_SCAN_OPTION_NAMES: Final = (
+    "variable_axes",
+    "variable_broadcast",
+    "variable_carry",
+    "split_rngs",
+    "in_axes",
+    "out_axes",
+    "length",
+    "reverse",
+    "unroll",
+    "metadata_params",
+)
+_SCAN_DEFAULTS: Final[dict[str, Any]] = {
+    "variable_axes": None,
+    "variable_broadcast": None,
+    "variable_carry": ...,
+    "split_rngs": None,
+    "in_axes": 0,
+    "out_axes": 0,
+    "length": None,
+    "reverse": False,
+    "unroll": 1,
+    "metadata_params": None,
+}
+
+
+def _scan_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(kwargs) - set(_SCAN_OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"nnx.Scan: unknown option(s) {unknown}; the options are {list(_SCAN_OPTION_NAMES)}"
+        )
+    return {**_SCAN_DEFAULTS, **kwargs}
+
+
+def _factory(cls: type[Scan[Any]], constructor: Callable[..., Any], options: ScanOptions) -> Any:
+    def build(*args: Any, **kwargs: Any) -> Scan[Any]:
+        def make(step_kwargs: dict[str, Any]) -> Module:
+            made: Module = constructor(*args, **step_kwargs)
+            return made
+
+        states, moduledef = _stacked_init(options, make, kwargs, f"nnx.{cls.__name__}")
+        scan: Scan[Any] = Module.__new__(cls)
+        scan.module_constructor = constructor
+        scan.options = options
+        scan.scan_module = moduledef.merge(*states)
+        return scan
+
+    build.__name__ = f"{cls.__name__}({getattr(constructor, '__name__', 'constructor')})"
+    build.__doc__ = getattr(constructor, "__doc__", None)
     return build
+
+
+def _call_method(name: str) -> Callable[..., Any]:
+    """`f(layer, *args, **kwargs)` = `layer.<name>(*args, **kwargs)`."""
+    return functools.partial(_call_named, name)
 
 
 # ------------------------------------------------------------------------------------

@@ -398,6 +398,8 @@ def check_assignment(module: Module, spec: AttrSpec, value: Any, old: Any) -> Bi
     seed, owners = _seed(memo, spec.name)
     reason, own = _check_payload(spec, payload, seed)
     if reason:
+        if _keeps_unchecked_layout(spec, old, payload, seed):
+            return None
         extra = ""
         if "dimension" in reason:
             names = named_dims(spec.array) if spec.array is not None else {spec.name}
@@ -410,6 +412,20 @@ def check_assignment(module: Module, spec: AttrSpec, value: Any, old: Any) -> Bi
                 extra = "  bound by other attributes: " + ", ".join(bound)
         raise _fail(module, spec, value, reason, extra)
     return own
+
+
+def _keeps_unchecked_layout(spec: AttrSpec, old: Any, payload: Any, seed: Bindings) -> bool:
+    """Whether `payload` only keeps the layout of an old value that `merge` or
+    `update_state` installed unchecked and that does not fit the annotation either
+    (layers stacked by `nnx.Scan`, `nnx.scan` on `__init__` or `jax.vmap`): the same
+    shape and dtype is a legitimate write and binds nothing."""
+    old_payload = old._value if is_container(old) else old
+    shape, dtype = getattr(old_payload, "shape", None), getattr(old_payload, "dtype", None)
+    if shape is None or dtype is None:
+        return False
+    if getattr(payload, "shape", None) != shape or getattr(payload, "dtype", None) != dtype:
+        return False
+    return bool(_check_payload(spec, old_payload, seed)[0])
 
 
 def commit(module: Module, name: str, own: Bindings | None) -> None:

@@ -75,7 +75,9 @@ def _is_array(x: object) -> bool:
 def get_partition_spec(tree: T) -> T:
     """The same tree with each array replaced by its `PartitionSpec`: a Variable with
     `sharding` names gives `PartitionSpec(*sharding)`, other arrays `PartitionSpec()`,
-    anything else None. (The result is a valid prefix for the tree's shardings.)"""
+    anything else None; other boxes (a TrainState's `params`, `opt_state`, `step`)
+    keep their box around the specs of their contents. The result is a valid prefix
+    of the tree, e.g. for `in_shardings`."""
 
     def spec(x: Any) -> Any:
         value: Any = x
@@ -85,11 +87,10 @@ def get_partition_spec(tree: T) -> T:
                 return _spec(*names)
             value = x._value
         elif is_node_box(x):
-            value = x._value
-            if not _is_array(value):
-                # a box around a whole tree (TrainState's params and opt_state):
-                # the same box around that tree's specs
-                return x.replace(value=get_partition_spec(value))
+            # a box such as TrainState's TreeNode fields (params, opt_state, step): the
+            # same box around the specs of what it holds, so that a Pytree still sees
+            # a child there (a bare PartitionSpec would become a static field)
+            return x.replace(value=get_partition_spec(x._value))
         if _is_array(value):
             return _spec()
         return None

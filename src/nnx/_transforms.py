@@ -8,9 +8,10 @@ rebuilt inside, so its streams can be used there.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, Final, Generic, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, Literal, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
@@ -35,7 +36,17 @@ from ._module import (
 from ._state import State
 from ._variables import Param
 
-__all__ = ["Remat", "RematModule", "eval_shape", "grad", "jit", "remat", "value_and_grad"]
+__all__ = [
+    "LiftedCall",
+    "Remat",
+    "RematModule",
+    "RematOptions",
+    "eval_shape",
+    "grad",
+    "jit",
+    "remat",
+    "value_and_grad",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -551,6 +562,7 @@ def remat(
     /,
     *,
     prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
     policy: Callable[..., bool] | None = None,
 ) -> Callable[P, R]: ...
 @overload
@@ -559,6 +571,7 @@ def remat(
     /,
     *,
     prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
     policy: Callable[..., bool] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def remat(
@@ -566,25 +579,36 @@ def remat(
     /,
     *,
     prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
     policy: Callable[..., bool] | None = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """`jax.checkpoint` for functions of Modules: activations inside are recomputed
-    on the backward pass instead of stored. Module changes are written back."""
+    on the backward pass instead of stored. Module changes are written back.
+
+    `static_argnums` name positional arguments that are Python values, not traced
+    (as for `jax.checkpoint`). On an `__init__`, `remat` leaves it as it is: building
+    a module has no backward pass.
+    """
     if fun is None:
 
         def decorator(f: Callable[P, R]) -> Callable[P, R]:
-            return remat(f, prevent_cse=prevent_cse, policy=policy)
+            return remat(f, prevent_cse=prevent_cse, static_argnums=static_argnums, policy=policy)
 
         return decorator
+    if getattr(fun, "__name__", None) == "__init__":
+        return fun
     f: Callable[..., Any] = fun
+    static_positions = _argnums(static_argnums)
 
     def inner(
         leaves: list[Any], spec_box: _Static, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, Any]:
         spec: GraphSpec | None
-        spec, module_slots = spec_box.value
+        spec, module_slots, statics = spec_box.value
         root = spec.merge(leaves) if spec is not None else None
         call_args, call_kwargs = _rebuild_call(module_slots, root, args, kwargs)
+        for i, value in statics:
+            call_args[i] = value
         out = f(*call_args, **call_kwargs)
         if root is None or spec is None:
             return out, None
@@ -594,15 +618,25 @@ def remat(
 
     @functools.wraps(f)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        split = _Split(args, kwargs)
+        statics: tuple[tuple[int, Any], ...] = ()
+        call_args: tuple[Any, ...] = args
+        if static_positions:
+            n = len(args)
+            positions = sorted({i % n for i in static_positions if -n <= i < n})
+            statics = tuple((i, args[i]) for i in positions)
+            call_args = tuple(None if i in positions else a for i, a in enumerate(args))
+        split = _Split(call_args, kwargs)
         root = split.root
         if root is None:
-            out, _ = checkpointed([], _Static((None, ())), split.args, split.kwargs)
+            out, _ = checkpointed([], _Static((None, (), statics)), split.args, split.kwargs)
             return out  # type: ignore[no-any-return]
         cache = graph_cache(root)
         spec = cache.get_spec()
         out, result = checkpointed(
-            cache.raw_leaves(), _Static((spec, split.module_slots)), split.args, split.kwargs
+            cache.raw_leaves(),
+            _Static((spec, split.module_slots, statics)),
+            split.args,
+            split.kwargs,
         )
         _write_back(root, spec, result)
         return out  # type: ignore[no-any-return]
@@ -614,42 +648,125 @@ def remat(
 # Remat (module form) and eval_shape
 
 
-class RematModule(Module, Generic[M]):
-    """A module whose calls are rematerialized (see `nnx.Remat`)."""
+class LiftedCall:
+    """The `.call` accessor of `nnx.Scan` and `nnx.Remat`: `m.call(*args)` runs the
+    wrapped module's `__call__` through the transform, `m.call.method(*args)` its
+    `method`. Accessors compose: `remat_of_scan.call.call(x, None)`."""
 
-    remat_module: M
+    __slots__ = ("_name", "_run")
 
     def __init__(
-        self, remat_module: M, prevent_cse: bool, policy: Callable[..., bool] | None
+        self, run: Callable[[str, tuple[Any, ...], dict[str, Any]], Any], name: str = "__call__"
     ) -> None:
-        self.remat_module = remat_module
-        self.prevent_cse = prevent_cse
-        self.policy = policy
+        self._run = run
+        self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return remat(_call_module, prevent_cse=self.prevent_cse, policy=self.policy)(
-            self.remat_module, *args, **kwargs
+        return self._run(self._name, args, kwargs)
+
+    def __getattr__(self, name: str) -> LiftedCall:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return LiftedCall(self._run, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class RematOptions:
+    """The `jax.checkpoint` options of an `nnx.Remat` (static)."""
+
+    prevent_cse: bool = True
+    static_argnums: tuple[int, ...] = ()
+    policy: Callable[..., bool] | None = None
+
+
+class Remat(Module, Generic[M]):
+    """A module whose calls are rematerialized (run under `jax.checkpoint`).
+
+    `nnx.Remat(Block, prevent_cse=True, static_argnums=(), policy=None)` is a
+    constructor: calling it with Block's own arguments builds a Block, held as
+    `remat_module`. Calling the Remat calls the Block under `jax.checkpoint`
+    (activations recomputed on the backward pass); `m.call.method(*args)` runs another
+    method. `static_argnums` count the call's own arguments (0 is the first after the
+    module).
+    """
+
+    module_constructor: Callable[..., M]
+    options: RematOptions
+    remat_module: M
+
+    if TYPE_CHECKING:
+
+        def __new__(  # type: ignore[misc]
+            cls,
+            constructor: Callable[P, M],
+            /,
+            *,
+            prevent_cse: bool = True,
+            static_argnums: int | Sequence[int] = (),
+            policy: Callable[..., bool] | None = None,
+        ) -> Callable[P, Remat[M]]: ...
+
+    else:
+
+        def __new__(cls, *args, **kwargs):
+            if not args and not kwargs:  # copy/pickle: an empty instance
+                return Module.__new__(cls)
+            return _remat_factory(cls, *args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._remat_method("__call__", args, kwargs)
+
+    @property
+    def call(self) -> LiftedCall:
+        """`m.call(*args)` is `m(*args)`; `m.call.method(*args)` runs `method` under
+        `jax.checkpoint`."""
+        return LiftedCall(self._remat_method)
+
+    def _remat_method(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        options = self.options
+        run = remat(
+            functools.partial(_call_named, name),
+            prevent_cse=options.prevent_cse,
+            static_argnums=tuple(i + 1 for i in options.static_argnums),
+            policy=options.policy,
         )
+        return run(self.remat_module, *args, **kwargs)
 
 
-def _call_module(module: Any, *args: Any, **kwargs: Any) -> Any:
-    return module(*args, **kwargs)
+RematModule = Remat
+"""The name nnx used for `Remat` instances before 0.1; an alias."""
 
 
-def Remat(
-    constructor: Callable[P, M],
+def _remat_factory(
+    cls: type[Remat[Any]],
+    constructor: Callable[..., Any],
     /,
     *,
     prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
     policy: Callable[..., bool] | None = None,
-) -> Callable[P, RematModule[M]]:
-    """A factory of `RematModule`s: `nnx.Remat(Block)(dim, ctx=ctx)` builds a Block
-    whose calls run under `jax.checkpoint` (see `nnx.remat`)."""
+) -> Callable[..., Remat[Any]]:
+    options = RematOptions(prevent_cse, _argnums(static_argnums), policy)
 
-    def build(*args: P.args, **kwargs: P.kwargs) -> RematModule[M]:
-        return RematModule(constructor(*args, **kwargs), prevent_cse, policy)
+    def build(*args: Any, **kwargs: Any) -> Remat[Any]:
+        module = Module.__new__(cls)
+        module.module_constructor = constructor
+        module.options = options
+        module.remat_module = constructor(*args, **kwargs)
+        return module
 
+    build.__name__ = f"{cls.__name__}({getattr(constructor, '__name__', 'constructor')})"
+    build.__doc__ = getattr(constructor, "__doc__", None)
     return build
+
+
+def _argnums(argnums: int | Sequence[int]) -> tuple[int, ...]:
+    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+
+def _call_named(name: str, module: Any, *args: Any, **kwargs: Any) -> Any:
+    """`module.<name>(*args, **kwargs)`."""
+    return getattr(module, name)(*args, **kwargs)
 
 
 def eval_shape(fun: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
