@@ -30,6 +30,7 @@ JAX_MATRIX: list[tuple[str, str]] = [
     ("3.11", "0.6.2"),
     ("3.11", "0.8.3"),
     ("3.11", "0.10.2"),  # what the dev venv runs
+    ("3.12", "0.12.0.1"),  # the Python most users run, with the newest jax it supports
     ("3.13", "0.12.0.1"),  # newest supported
 ]
 OLDEST = JAX_MATRIX[0]
