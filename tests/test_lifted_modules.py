@@ -78,11 +78,19 @@ def test_without_split_rngs_every_layer_starts_equal():
     np.testing.assert_array_equal(kernels[0], kernels[3])
 
 
-def test_split_rngs_naming_an_unknown_stream_is_an_error():
+def test_split_rngs_that_splits_nothing_is_an_error():
     with pytest.raises(ValueError, match=r"\['dropout'\], which the Context does not have"):
         _stack(split_rngs="dropout")
-    with pytest.raises(ValueError, match=r"\['dropout'\]"):
-        _stack(split_rngs=["params", "dropout"])
+    with pytest.raises(ValueError, match=r"did you mean 'params' for 'param'\?"):
+        _stack(split_rngs=["param", "dropout"])
+
+
+def test_split_rngs_may_name_streams_for_other_calls():
+    # 0.0.8's pattern: one set of options for __init__ (a "params" Context) and the
+    # call (a "dropout" Context); the absent names are ignored
+    m = _stack(split_rngs=("params", "dropout"))
+    kernels = np.asarray(m.scan_module.linear.kernel)
+    assert not np.allclose(kernels[0], kernels[1])
 
 
 def test_calling_a_scan_runs_every_layer_and_writes_state_back():

@@ -746,7 +746,7 @@ def test_sow_errors():
     with pytest.raises(ValueError, match="'k' to be a Variable, got int"):
         m.sow(nnx.Intermediate, "k", 2)
     m.z = nnx.Intermediate(5)
-    with pytest.raises(ValueError, match="'z' to hold a tuple, got int"):
+    with pytest.raises(ValueError, match="'z' to be a tuple, got int"):
         m.sow(nnx.Intermediate, "z", 2)
     assert m.y == (1,)
 

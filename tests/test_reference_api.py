@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import serialization
 from jax.sharding import PartitionSpec
 
 import nnx
@@ -288,3 +289,36 @@ def test_list_filters():
     (params, rest), _ = model.partition(["params"], ...)
     assert set(params) == {("bias",), ("scale",)}
     assert set(rest) == {("mean",), ("var",)}
+
+
+# ----------------------------------------------------------------------------------
+# flax.serialization (where flax is imported, as in 0.0.8)
+
+
+def test_pytrees_serialize_with_flax():
+    class Bar(nnx.Pytree):
+        def __init__(self, a: int, b: int) -> None:
+            self.a = a
+            self.b = nnx.Node(b)
+
+    @nnx.dataclass
+    class Foo(nnx.Pytree):
+        bar: Bar
+        c: int = nnx.node_field()
+        d: int = nnx.field()
+
+    foo = Foo(bar=Bar(a=1, b=2), c=3, d=4)
+    state_dict = serialization.to_state_dict(foo)
+    assert state_dict == {"bar": {"b": 2}, "c": 3}  # node fields only, unboxed
+    state_dict["bar"]["b"] = 5
+    restored = serialization.from_state_dict(foo, state_dict)
+    assert (restored.bar.b, restored.bar.a, restored.c, restored.d) == (5, 1, 3, 4)
+    assert type(vars(restored.bar)["b"]) is nnx.Node
+    assert foo.bar.b == 2  # the target is not changed
+    del state_dict["bar"]["b"]
+    with pytest.raises(ValueError, match="Missing field 'b'"):
+        serialization.from_state_dict(foo, state_dict)
+    state_dict["bar"]["b"] = 5
+    state_dict["x"] = 6
+    with pytest.raises(ValueError, match=r"Unknown field\(s\) \['x'\]"):
+        serialization.from_state_dict(foo, state_dict)

@@ -1269,7 +1269,7 @@ class Module:
         held: Any = current._value
         if not _is_tuple(held):
             raise ValueError(
-                f"{type(self).__name__}.sow: expected {name!r} to hold a tuple, got "
+                f"{type(self).__name__}.sow: expected {name!r} to be a tuple, got "
                 f"{type(held).__name__}"
             )
         setattr(self, name, (*held, value))

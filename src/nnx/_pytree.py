@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,7 @@ class Pytree(metaclass=PytreeMeta):
         register_pytree_with_keys(
             cls, _pytree_flatten_with_keys, cls._pytree__unflatten, _pytree_flatten
         )
+        _register_flax_serialization(cls)
 
     if not TYPE_CHECKING:
 
@@ -138,6 +141,55 @@ def _pytree_flatten_with_keys(
         tuple(n for n, _ in nodes),
         tuple(static.items()),
     )
+
+
+def _register_flax_serialization(cls: type[Pytree]) -> None:
+    """As NNX 0.0.8: where flax is in use (already imported), `flax.serialization`
+    turns a Pytree into a state dict of its node fields (values unboxed) and back.
+    nnx never imports flax itself."""
+    serialization: Any = sys.modules.get("flax.serialization")
+    if serialization is None:
+        return
+    serialization.register_serialization_state(
+        cls,
+        functools.partial(_to_state_dict, serialization),
+        functools.partial(_from_state_dict, serialization),
+        override=True,
+    )
+
+
+def _to_state_dict(serialization: Any, obj: Pytree) -> dict[str, Any]:
+    nodes, _ = _split_fields(obj)
+    return {
+        name: serialization.to_state_dict(value._value if isinstance(value, Container) else value)
+        for name, value in nodes
+    }
+
+
+def _from_state_dict(serialization: Any, target: Pytree, state: dict[str, Any]) -> Pytree:
+    nodes, _ = _split_fields(target)
+    names = [name for name, _ in nodes]
+    unknown = sorted(set(state) - set(names))
+    if unknown:
+        raise ValueError(
+            f"Unknown field(s) {unknown} in the state dict for {type(target).__name__}; "
+            f"its node fields are {names}"
+        )
+    updates: dict[str, Any] = {}
+    for name, value in nodes:
+        if name not in state:
+            raise ValueError(
+                f"Missing field {name!r} in the state dict for {type(target).__name__}"
+            )
+        current = value._value if isinstance(value, Container) else value
+        updates[name] = serialization.from_state_dict(current, state[name])
+    obj = object.__new__(type(target))
+    d = vars(obj)
+    d.update(vars(target))
+    for name, new in updates.items():
+        old = d[name]
+        d[name] = old.replace(value=new) if isinstance(old, Container) else new
+    return obj
 
 
 register_node_type(Pytree)

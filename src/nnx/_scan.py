@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, overload
@@ -160,9 +161,34 @@ def _move(tree: Any, source: int, destination: int) -> Any:
 
 MSG_UNKNOWN_STREAM: Final = (
     "{who}: split_rngs={split!r} names the RNG stream(s) {names}, which the Context "
-    "does not have (it has {have}); every layer would get the same keys. Add the "
+    "does not have (it has {have}){hint}; every step would get the same keys. Add the "
     "stream to the Context (nnx.context(params=0, dropout=1)) or fix split_rngs."
 )
+
+
+def _check_named_streams(
+    split_rngs: Filter, have: tuple[str, ...], split: list[str], who: str
+) -> None:
+    """Refuse a `split_rngs` that silently splits nothing: it names streams and the
+    Context has none of them, or a missing name looks like a typo of a stream that
+    is then shared. (Naming streams that are absent is otherwise fine, as in 0.0.8:
+    one set of options often serves an `__init__` whose Context has "params" and a
+    call whose Context has "dropout".)"""
+    named = _named_streams(split_rngs)
+    missing = sorted(named - set(have))
+    if not missing:
+        return
+    shared = [n for n in have if n not in split]
+    typos = {m: difflib.get_close_matches(m, shared, n=1) for m in missing}
+    typos = {m: close for m, close in typos.items() if close}
+    if split and not typos:
+        return
+    hint = "".join(f"; did you mean {close[0]!r} for {m!r}?" for m, close in typos.items())
+    raise ValueError(
+        MSG_UNKNOWN_STREAM.format(
+            who=who, names=missing, have=sorted(have), split=split_rngs, hint=hint
+        )
+    )
 
 
 class _SplitContext:
@@ -176,14 +202,8 @@ class _SplitContext:
         self.shared_keys: dict[str, jax.Array] = {}
         if ctx is None:
             return
-        unknown = sorted(_named_streams(split_rngs) - set(ctx.rng_names))
-        if unknown:
-            raise ValueError(
-                MSG_UNKNOWN_STREAM.format(
-                    who=who, names=unknown, have=sorted(ctx.rng_names), split=split_rngs
-                )
-            )
         names = [n for n in ctx.rng_names if _names_stream(split_rngs, n)]
+        _check_named_streams(split_rngs, ctx.rng_names, names, who)
         if names and size is None:
             raise ValueError(f"{who}: cannot split RNG streams without a size (pass it)")
         keys, self.contextdef = ctx.partition()

@@ -52,8 +52,9 @@ _Metadata = tuple[tuple[str, Any], ...]
 _EMPTY: Final[_Metadata] = ()
 
 MSG_INCOMPATIBLE: Final = (
-    "Cannot build a {new} from a {old}: a Container keeps its kind and metadata. "
-    "Pass the raw value instead, e.g. `{new}(x.value)`."
+    "Cannot build a {new} from a {old} (input value of type '{old}' is not compatible "
+    "with return type '{new}'): a Container keeps its kind and metadata. Pass the raw "
+    "value instead, e.g. `{new}(x.value)`."
 )
 
 
