@@ -29,10 +29,10 @@ class ShapeCheckError(TypeError):
 
 
 MSG_MODULE_TRACE: Final = """\
-Cannot mutate {type}.{name} (Cannot mutate Module from different trace level): this
-{type} was created under a different JAX trace than the current one (e.g. it was created outside a jax.jit / jax.vmap / jax.grad /
-jax.lax.scan that is tracing now, or it leaked out of one). Mutations made here would
-be lost or would leak tracers.
+Cannot mutate {type}.{name}: Cannot mutate Module from different trace level. This
+{type} was created under a different JAX trace than the current one (e.g. it was
+created outside a jax.jit / jax.vmap / jax.grad / jax.lax.scan that is tracing now, or
+it leaked out of one). Mutations made here would be lost or would leak tracers.
 
 Fix: pass the module through an nnx transform, which keeps its state in sync:
 
@@ -50,9 +50,10 @@ or use the functional API: partition outside, merge inside, update_state outside
     model.update_state(jax.jit(f)(state, x))"""
 
 MSG_CONTEXT_TRACE: Final = """\
-Cannot use this Context under the current JAX trace (Cannot use Context from a
-different trace level): it was created under a different one (e.g. outside the jax.jit / jax.vmap / jax.grad / jax.lax.scan that is tracing
-now). Drawing keys here would make the RNG stream stale or leak tracers.
+Cannot use this Context here: Cannot use Context from a different trace level. It was
+created under a different JAX trace than the current one (e.g. outside the jax.jit /
+jax.vmap / jax.grad / jax.lax.scan that is tracing now). Drawing keys here would make
+the RNG stream stale or leak tracers.
 
 Fix: split the Context outside and rebuild it inside:
 
