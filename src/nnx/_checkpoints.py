@@ -12,9 +12,9 @@ A checkpoint is an orbax composite checkpoint with two items:
 `restore` first compares that record with the target (a Module, possibly abstract
 from `nnx.eval_shape`, or a State) and raises one ValueError naming the differing
 paths, so a wrong-structure restore never reaches orbax (whose older releases would
-silently pad or truncate a mismatched array). A save is written to a temporary
-sibling directory and moved into place when complete, so a failed save (or
-overwrite) leaves what was there before. orbax-checkpoint is optional:
+silently pad or truncate a mismatched array). How the directory is laid out,
+locked and replaced so that a save never loses the checkpoint it replaces is in
+`_checkpoint_dir.py`. orbax-checkpoint is optional:
 ``pip install "nnx[checkpoint]"``.
 """
 
@@ -23,8 +23,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from types import ModuleType
@@ -35,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from typing_extensions import TypeIs
 
+from ._checkpoint_dir import read_dir, write_items
 from ._compat import (
     Tracer,
     default_sharding,
@@ -49,7 +48,7 @@ from ._compat import (
 from ._filters import Path
 from ._module import Module
 from ._state import State
-from ._variables import Node, is_node_box, variable_type
+from ._variables import Node, defined_node_class, is_node_box, variable_type
 
 __all__ = ["load", "restore", "save"]
 
@@ -65,16 +64,10 @@ MSG_NO_ORBAX: Final = (
     "nnx checkpoints need orbax-checkpoint, which is not installed.\n"
     'Fix: pip install "nnx[checkpoint]"  (or: pip install orbax-checkpoint)'
 )
-MSG_EXISTS: Final = (
-    "Checkpoint directory {path} already exists.\n"
-    "Fix: save to a new directory, or pass overwrite=True to replace it."
+MSG_CORRUPT: Final = (
+    "The checkpoint at {path} is damaged or was edited by hand: {what}. Restore it from "
+    "a copy, or save it again."
 )
-MSG_NOT_REPLACING: Final = (
-    "Not overwriting {path}: it is {what}, not an nnx checkpoint. overwrite=True only "
-    "replaces an earlier nnx checkpoint (or an empty directory); remove it yourself or "
-    "choose another path."
-)
-MSG_MISSING: Final = "No checkpoint at {path} (the directory does not exist)."
 MSG_NOT_NNX: Final = (
     "{path} is not an nnx checkpoint (its 'nnx' item is missing or has another format).\n"
     "Checkpoints written by nnx.checkpoints.save have it; read other orbax checkpoints "
@@ -123,9 +116,10 @@ MSG_NEEDS_TARGET: Final = (
     "a model or State of the same structure."
 )
 MSG_KIND_NOT_FOUND: Final = (
-    "Cannot load {where} without a target: its kind {kind} cannot be imported. Import "
-    "the module that defines it first, or use nnx.checkpoints.restore(path, target) "
-    "with a model that has it."
+    "Cannot load {where} without a target: its kind {kind} is not defined in this "
+    "process. nnx never imports a module a checkpoint names (that could run code from an "
+    "untrusted file); import or define the class first, or use "
+    "nnx.checkpoints.restore(path, target) with a model that has it."
 )
 MSG_X64: Final = (
     "{where} was saved with a {dtype} jax array (under jax_enable_x64); here jax would "
@@ -159,6 +153,10 @@ def _is_state(x: object) -> TypeIs[State[Any]]:
 
 def _is_json_object(x: object) -> TypeIs[dict[str, Any]]:
     return type(x) is dict
+
+
+def _is_json_list(x: object) -> TypeIs[list[Any]]:
+    return type(x) is list
 
 
 def _class_name(cls: type[Any]) -> str:
@@ -402,8 +400,40 @@ class _Entry:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> _Entry:
+        path: Any = raw["path"]
+        if not _is_json_list(path) or not all(type(k) in (str, int) for k in path):
+            raise ValueError(f"its path {path!r} is not a list of names and positions")
+        tree: Any = raw["tree"]
+        if not _is_json_object(tree):
+            raise ValueError(f"its tree {tree!r} is not an object")
         leaves = tuple(_Leaf.from_json(leaf) for leaf in raw["leaves"])
-        return cls(path=tuple(raw["path"]), tree=raw["tree"], leaves=leaves)
+        n_leaves = _count_leaves(tree)
+        if n_leaves != len(leaves):
+            raise ValueError(f"its tree has {n_leaves} leaves but {len(leaves)} are described")
+        return cls(path=tuple(path), tree=tree, leaves=leaves)
+
+
+def _count_leaves(tree: Any) -> int:
+    """How many leaves a recorded tree (what `_Encoder.encode` wrote) holds; raises
+    KeyError/ValueError for what the encoder cannot have written."""
+    if not _is_json_object(tree):
+        raise ValueError(f"{tree!r} is not a recorded subtree")
+    if "node" in tree:
+        return _count_leaves(tree["value"])
+    if "other" in tree:
+        return sum(_count_leaves(c) for c in tree["children"])
+    ((tag, inner),) = tree.items()
+    if tag == "leaf":
+        return 1
+    if tag == "none":
+        return 0
+    if tag in ("tuple", "list"):
+        return sum(_count_leaves(v) for v in inner)
+    if tag == "dict":
+        return sum(_count_leaves(v) for v in inner.values())
+    if tag == "state":
+        return sum(_count_leaves(v) for _, v in inner)
+    raise ValueError(f"unknown tag {tag!r}")
 
 
 def _describe_entry(path: Path, entry: Any) -> tuple[_Entry, list[Any]]:
@@ -542,47 +572,6 @@ def _as_dir(directory: str | os.PathLike[str]) -> Any:
     return FsPath(text).expanduser().absolute()
 
 
-def _is_nnx_checkpoint(path: FsPath) -> bool:
-    return (path / _META_ITEM).is_dir()
-
-
-def _write(ocp: ModuleType, path: Any, items: dict[str, Any], overwrite: bool) -> None:
-    def save_to(target: Any, force: bool) -> None:
-        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-            checkpointer.save(target, ocp.args.Composite(**items), force=force)
-
-    if not isinstance(path, FsPath):  # a remote path: orbax's own atomic commit
-        if path.exists() and not overwrite:
-            raise FileExistsError(MSG_EXISTS.format(path=path))
-        save_to(path, overwrite)
-        return
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(MSG_EXISTS.format(path=path))
-        if path.is_file():
-            raise FileExistsError(MSG_NOT_REPLACING.format(path=path, what="a file"))
-        if not _is_nnx_checkpoint(path) and any(path.iterdir()):
-            raise FileExistsError(MSG_NOT_REPLACING.format(path=path, what="a directory"))
-    # Write next to the destination, then move into place: a failed save (or a failed
-    # overwrite) leaves the destination as it was.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    staging = path.with_name(f".{path.name}.nnx-saving-{tag}")
-    try:
-        save_to(staging, False)
-    except BaseException:
-        for leftover in path.parent.glob(f"{staging.name}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        raise
-    if path.exists():
-        retired = path.with_name(f".{path.name}.nnx-replaced-{tag}")
-        path.rename(retired)
-        staging.rename(path)
-        shutil.rmtree(retired)
-    else:
-        staging.rename(path)
-
-
 # ------------------------------------------------------------------------------------
 # Public API.
 
@@ -627,15 +616,16 @@ def save(
     items: dict[str, Any] = {_META_ITEM: ocp.args.JsonSave(meta)}
     if arrays:
         items[_STATE_ITEM] = ocp.args.StandardSave(arrays)
-    _write(ocp, path, items, overwrite)
+    write_items(ocp, path, items, overwrite)
 
 
-def _read_records(ocp: ModuleType, path: Any) -> list[_Entry]:
-    if not path.exists():
-        raise FileNotFoundError(MSG_MISSING.format(path=path))
+def _read_records(ocp: ModuleType, path: Any, items_dir: Any) -> list[_Entry]:
+    """The entry records of the checkpoint whose items are in `items_dir`."""
     try:
         with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-            restored = checkpointer.restore(path, ocp.args.Composite(nnx=ocp.args.JsonRestore()))
+            restored = checkpointer.restore(
+                items_dir, ocp.args.Composite(nnx=ocp.args.JsonRestore())
+            )
         meta: Any = restored[_META_ITEM]
     except (KeyError, ValueError, FileNotFoundError) as e:
         raise ValueError(MSG_NOT_NNX.format(path=path)) from e
@@ -643,8 +633,21 @@ def _read_records(ocp: ModuleType, path: Any) -> list[_Entry]:
         raise ValueError(MSG_NOT_NNX.format(path=path))
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(MSG_VERSION.format(path=path, version=meta.get("version")))
-    entries: list[dict[str, Any]] = meta["entries"]
-    return [_Entry.from_json(e) for e in entries]
+    entries: Any = meta.get("entries")
+    if not _is_json_list(entries):
+        raise ValueError(MSG_CORRUPT.format(path=path, what="its entry list is missing"))
+    records: list[_Entry] = []
+    for i, raw in enumerate(entries):
+        try:
+            records.append(_Entry.from_json(raw))
+        except (KeyError, TypeError, ValueError, IndexError, AssertionError, AttributeError) as e:
+            what = f"entry {i} of its record is malformed ({type(e).__name__}: {e})"
+            raise ValueError(MSG_CORRUPT.format(path=path, what=what)) from None
+    paths = [r.path for r in records]
+    if len(set(paths)) != len(paths):
+        what = "its record lists one path twice"
+        raise ValueError(MSG_CORRUPT.format(path=path, what=what))
+    return records
 
 
 @dataclass(frozen=True)
@@ -691,7 +694,7 @@ def _template(leaf: _Leaf, placement: _Placement) -> Any:
 
 
 def _restore_arrays(
-    ocp: ModuleType, path: Any, plan: list[tuple[_Entry, list[_Placement]]]
+    ocp: ModuleType, path: Any, items_dir: Any, plan: list[tuple[_Entry, list[_Placement]]]
 ) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     owners: dict[tuple[str, ...], Path] = {}
@@ -705,11 +708,17 @@ def _restore_arrays(
             _nest(tree, record.path, item, owners)
     if not tree:
         return {}
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
-        restored = checkpointer.restore(
-            path, ocp.args.Composite(state=ocp.args.StandardRestore(tree))
-        )
-    out: dict[str, Any] = restored[_STATE_ITEM]
+    try:
+        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+            restored = checkpointer.restore(
+                items_dir, ocp.args.Composite(state=ocp.args.StandardRestore(tree))
+            )
+        out: Any = restored[_STATE_ITEM]
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        what = f"its arrays (the '{_STATE_ITEM}' item) cannot be read ({type(e).__name__}: {e})"
+        raise ValueError(MSG_CORRUPT.format(path=path, what=what)) from None
+    if not _is_json_object(out):
+        raise ValueError(MSG_CORRUPT.format(path=path, what="its arrays are not a tree of dicts"))
     return out
 
 
@@ -782,7 +791,19 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
         raise TypeError(MSG_TARGET_TYPE.format(type=type(target).__name__))
     ocp = _orbax()
     path = _as_dir(directory)
-    saved = {record.path: record for record in _read_records(ocp, path)}
+    with read_dir(ocp, path) as items_dir:
+        return _restore_into(ocp, path, items_dir, target, target_state, label)
+
+
+def _restore_into(
+    ocp: ModuleType,
+    path: Any,
+    items_dir: Any,
+    target: Module | State[Any],
+    target_state: State[Any],
+    label: str,
+) -> Any:
+    saved = {record.path: record for record in _read_records(ocp, path, items_dir)}
 
     problems: list[str] = []
     plan: list[tuple[_Entry, list[_Placement]]] = []
@@ -814,7 +835,7 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
             MSG_MISMATCH.format(path=path, target=label, problems=_format_problems(problems))
         )
 
-    arrays = _restore_arrays(ocp, path, plan)
+    arrays = _restore_arrays(ocp, path, items_dir, plan)
     restored: dict[Path, Any] = {}
     for (entry_path, treedef), (record, placements) in zip(rebuild, plan):
         restored[entry_path] = tree_unflatten(treedef, _leaf_values(record, placements, arrays))
@@ -825,20 +846,12 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
     return state
 
 
-def _is_node_class(x: object) -> TypeIs[type[Node[Any]]]:
-    return isinstance(x, type) and issubclass(x, Node)
-
-
 def _resolve_kind(tree: dict[str, Any], where: str) -> type[Node[Any]]:
-    module_name, _, qualname = tree["node"].partition(":")
-    try:
-        obj: object = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        obj = None
-    if _is_node_class(obj) and obj.collection == tree["collection"]:
-        return obj
+    # only a class already defined in this process: a checkpoint never makes nnx
+    # import a module it names (an untrusted file must not run code)
+    found = defined_node_class(tree["node"])
+    if found is not None and found.collection == tree["collection"]:
+        return found
     if tree.get("made_for_collection"):
         # made on the fly by nnx.variable_type(name): made again the same way
         return variable_type(tree["collection"])
@@ -871,20 +884,26 @@ def load(directory: str | os.PathLike[str], /) -> State[Any]:
     """Read a checkpoint without a target: a State with the saved kinds, metadata,
     types, dtypes and shapes; jax arrays on the default device.
 
-    Variable classes are found by import (`module:qualname`, as saved); classes made
-    by `nnx.variable_type(name)` are made again. Values holding pytree nodes other
+    Variable classes are looked up (as `module:qualname`) among the classes defined
+    in this process, never imported: import or define them first. Classes made by
+    `nnx.variable_type(name)` are made again. Values holding pytree nodes other
     than tuples, lists, dicts, States and Variables need `restore(path, target)`.
     """
     ocp = _orbax()
     path = _as_dir(directory)
-    records = _read_records(ocp, path)
+    with read_dir(ocp, path) as items_dir:
+        return _load_from(ocp, path, items_dir)
+
+
+def _load_from(ocp: ModuleType, path: Any, items_dir: Any) -> State[Any]:
+    records = _read_records(ocp, path, items_dir)
     plan: list[tuple[_Entry, list[_Placement]]] = []
     for record in records:
         narrowed = _narrowed_dtype(record)
         if narrowed is not None:
             raise ValueError(MSG_X64.format(where=_where(record.path), dtype=narrowed))
         plan.append((record, [_placement(leaf, None, None) for leaf in record.leaves]))
-    arrays = _restore_arrays(ocp, path, plan)
+    arrays = _restore_arrays(ocp, path, items_dir, plan)
     entries: dict[Path, Any] = {}
     for record, placements in plan:
         leaves = _leaf_values(record, placements, arrays)

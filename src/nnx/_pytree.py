@@ -13,7 +13,7 @@ from typing_extensions import Self
 
 from ._compat import register_pytree_with_keys
 from ._nodes import is_node, register_node_type
-from ._variables import Container
+from ._variables import Container, is_container
 
 __all__ = ["Pytree", "PytreeMeta"]
 
@@ -160,10 +160,11 @@ def _register_flax_serialization(cls: type[Pytree]) -> None:
 
 def _to_state_dict(serialization: Any, obj: Pytree) -> dict[str, Any]:
     nodes, _ = _split_fields(obj)
-    return {
-        name: serialization.to_state_dict(value._value if isinstance(value, Container) else value)
-        for name, value in nodes
-    }
+    return {name: serialization.to_state_dict(_unboxed(value)) for name, value in nodes}
+
+
+def _unboxed(value: Any) -> Any:
+    return value.value if is_container(value) else value
 
 
 def _from_state_dict(serialization: Any, target: Pytree, state: dict[str, Any]) -> Pytree:
@@ -181,14 +182,13 @@ def _from_state_dict(serialization: Any, target: Pytree, state: dict[str, Any]) 
             raise ValueError(
                 f"Missing field {name!r} in the state dict for {type(target).__name__}"
             )
-        current = value._value if isinstance(value, Container) else value
-        updates[name] = serialization.from_state_dict(current, state[name])
+        updates[name] = serialization.from_state_dict(_unboxed(value), state[name])
     obj = object.__new__(type(target))
     d = vars(obj)
     d.update(vars(target))
     for name, new in updates.items():
         old = d[name]
-        d[name] = old.replace(value=new) if isinstance(old, Container) else new
+        d[name] = old.replace(value=new) if is_container(old) else new
     return obj
 
 

@@ -288,6 +288,19 @@ def _describe(cls: type[Any], metadata: _Metadata) -> str:
 # Nodes: pytree containers that partition() puts into a State.
 
 _COLLECTIONS: dict[str, type[Node[Any]]] = {}
+_DEFINED: dict[str, type[Node[Any]]] = {}
+"""Every Node class defined in this process, by `module:qualname` (the newest
+definition of a name wins): what a checkpoint may name (DECISIONS 9)."""
+
+
+def defined_node_class(name: str) -> type[Node[Any]] | None:
+    """The Node class called `name` (`module:qualname`) defined in this process, if
+    any. Never imports anything."""
+    return _DEFINED.get(name)
+
+
+def _define(cls: type[Node[Any]]) -> None:
+    _DEFINED[f"{cls.__module__}:{cls.__qualname__}"] = cls
 
 
 class Node(Container[A]):
@@ -313,6 +326,7 @@ class Node(Container[A]):
         if "collection" not in cls.__dict__:
             cls.collection = _snake_case(cls.__name__)
         _COLLECTIONS.setdefault(cls.collection, cls)
+        _define(cls)
         register_pytree_with_keys(cls, _node_flatten_with_keys, cls._unflatten, _node_flatten)
 
     def __init__(self, value: A | ContainerMetadata[A] | Container[A], **metadata: Any) -> None:
@@ -364,6 +378,7 @@ def _node_flatten_with_keys(node: Node[Any]) -> tuple[tuple[tuple[Any, Any]], _M
 
 register_pytree_with_keys(Node, _node_flatten_with_keys, Node._unflatten, _node_flatten)
 _COLLECTIONS["node"] = Node
+_define(Node)
 
 
 class Variable(Node[A]):
