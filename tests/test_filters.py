@@ -74,11 +74,20 @@ def test_type_filter_matches_instances():
         ("intermediates", {("y",)}),
         ("count", {("calls",)}),
         ("tags", {("tag",)}),
-        ("nope", set()),
     ],
 )
 def test_string_filters_name_collections(name, expected):
     assert _paths(Block().filter(name)) == expected
+
+
+def test_a_string_filter_naming_no_collection_is_an_error():
+    # a typo would otherwise select nothing, silently (e.g. empty gradients)
+    with pytest.raises(ValueError, match=r"\['nope'\], which no Variable class has"):
+        Block().filter("nope")
+    with pytest.raises(ValueError, match=r"Did you mean 'params' for 'param'\?"):
+        Block().partition("param", ...)
+    # a known collection that this model does not hold is fine: just empty
+    assert _paths(Block().filter("intermediates")) == set()
 
 
 def test_collection_names():

@@ -123,11 +123,13 @@ class Context:
         return self._flags.get(name, default)
 
     def copy(self) -> Context:
-        """A Context sharing this one's streams (draws advance both) and flags."""
+        """A Context sharing this one's streams (draws advance both) and flags. It
+        shares this one's trace too: a copy made inside `jax.jit` of a Context from
+        outside cannot draw there either (its keys would be baked into the trace)."""
         new = Context.__new__(Context)
         new._rngs = dict(self._rngs)
         new._flags = dict(self._flags)
-        new._trace = current_trace()
+        new._trace = self._trace
         return new
 
     def partition(self) -> PureContext:

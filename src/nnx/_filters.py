@@ -204,17 +204,34 @@ def _cached_predicate(filter: Any) -> Predicate:
     return _build_predicate(filter)
 
 
+def _cacheable(filter: object) -> bool:
+    """Types, names, `...`, None and tuples of them: the filters worth caching. A
+    predicate is its own predicate, and caching it (or a tuple holding one) would keep
+    it and everything it closes over alive."""
+    if filter is None or filter is Ellipsis or isinstance(filter, (type, str)):
+        return True
+    if isinstance(filter, tuple):
+        return all(_cacheable(f) for f in cast("tuple[object, ...]", filter))
+    return False
+
+
 def to_predicate(filter: Filter) -> Predicate:
     """The predicate `(path, value) -> bool` that `filter` stands for.
 
     Raises `TypeError` for an object that is not a filter.
     """
-    try:
-        return _cached_predicate(cast(Any, filter))
-    except TypeError as e:
-        if "unhashable" not in str(e):
-            raise
-        return _build_predicate(filter)
+    if _cacheable(filter):
+        return _cached_predicate(filter)
+    return _build_predicate(filter)
+
+
+def unknown_collections(predicate: Predicate, known: frozenset[str]) -> list[str]:
+    """The collection names (`str` filters) in `predicate` that are not in `known`."""
+    if isinstance(predicate, Collection):
+        return [] if predicate.name in known else [predicate.name]
+    if isinstance(predicate, _AnyOf):
+        return [n for p in predicate._predicates for n in unknown_collections(p, known)]
+    return []
 
 
 def check_filters(filters: tuple[Filter, ...]) -> tuple[Predicate, ...]:

@@ -103,6 +103,13 @@ MSG_STATIC_CONTAINER: Final = (
 
 _MUTABLE_STATIC = (list, dict, set, bytearray)
 
+MSG_NOT_STATE: Final = (
+    "{who}: the value at {path} is a {type}, which is not state (an array, a Variable or "
+    "another registered node), so it would silently become a static attribute. If a "
+    "tree_map made Python or numpy scalars (e.g. from 0-d arrays), return arrays "
+    "(np.asarray / jnp.asarray) instead."
+)
+
 
 def _is_tuple(value: object) -> TypeIs[tuple[Any, ...]]:
     return isinstance(value, tuple)
@@ -898,8 +905,17 @@ def _unflatten(
         module = modules[index]
         if isinstance(value, Node):
             value = _owned_copy(value, module, name)  # pyright: ignore[reportUnknownArgumentType]
+        elif kind_of(value) != NODE:  # e.g. a Python float from a tree_map
+            _refuse_non_state(moduledef, mapping, value, "merge")
         _vars(module)[name] = value
     return modules[0]
+
+
+def _refuse_non_state(
+    moduledef: ModuleDef[Any], mapping: dict[Path, Any], value: Any, who: str
+) -> None:
+    path = next(p for p, v in mapping.items() if v is value)
+    raise TypeError(MSG_NOT_STATE.format(who=who, path=path, type=type(value).__name__))
 
 
 def merge_into(root: Module, moduledef: ModuleDef[Any], states: tuple[State[Any], ...]) -> None:
@@ -977,26 +993,29 @@ def _check_trace(module: Module, name: str) -> None:
         raise TraceContextError(MSG_MODULE_TRACE.format(type=type(module).__name__, name=name))
 
 
-def _find_state_in_static(value: Any, depth: int = 0) -> str | None:
-    """What state a list/tuple/dict/set holds, if any (it would be lost)."""
-    if depth > 8:
-        return None
-    items: Iterable[object]
-    if _is_dict(value):
-        items = value.values()
-    elif _is_sequence(value) or _is_set(value):
-        items = value
-    else:
-        return None
-    for item in items:
-        kind = kind_of(item)
-        if kind == MODULE:
-            return f"a {type(item).__name__} Module"
-        if kind in (CONTAINER_NODE, NODE):
-            return f"a {type(item).__name__}"
-        found = _find_state_in_static(item, depth + 1)
-        if found is not None:
-            return found
+def _find_state_in_static(value: Any) -> str | None:
+    """What state a list/tuple/dict/set holds, at any depth, if any (it would be lost)."""
+    stack: list[Any] = [value]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:  # shared or cyclic containers: look once
+            continue
+        seen.add(id(current))
+        items: Iterable[object]
+        if _is_dict(current):
+            items = current.values()
+        elif _is_sequence(current) or _is_set(current):
+            items = current
+        else:
+            continue
+        for item in items:
+            kind = kind_of(item)
+            if kind == MODULE:
+                return f"a {type(item).__name__} Module"
+            if kind in (CONTAINER_NODE, NODE):
+                return f"a {type(item).__name__}"
+            stack.append(item)
     return None
 
 
@@ -1498,10 +1517,7 @@ def _update_state(root: Module, mapping: dict[Path, Any]) -> None:
             )
         if kind_of(value) not in (NODE, CONTAINER_NODE):
             raise TypeError(
-                f"update_state: the value at {path} is a {type(value).__name__}, which is not "
-                "state (an array, a Variable or another registered node), so it would "
-                "silently become a static attribute. If a tree_map turned a 0-d numpy array "
-                "into a numpy scalar, return an array (np.asarray / jnp.asarray) instead."
+                MSG_NOT_STATE.format(who="update_state", path=path, type=type(value).__name__)
             )
         _check_trace(module, name)
         try:

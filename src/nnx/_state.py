@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, overload
 
@@ -9,11 +11,11 @@ from jax.tree_util import DictKey
 from typing_extensions import Self, TypeVar
 
 from ._compat import register_pytree_with_keys
-from ._filters import Filter, Path, Predicate, check_filters
+from ._filters import Filter, Path, Predicate, check_filters, unknown_collections
 from ._nodes import register_node_type
 from ._repr import indent, repr_value
 from ._treescope import render_mapping
-from ._variables import Container, _values_equal
+from ._variables import Container, _values_equal, known_collections
 
 __all__ = ["State", "path_sort_key"]
 
@@ -26,6 +28,17 @@ MSG_NON_EXHAUSTIVE: Final = (
     "Non-exhaustive filters, got a non-empty remainder: {paths}.\n"
     "Use `...` as the last filter to match all remaining entries, e.g. "
     "partition(nnx.Param, ...), or use filter() to take only what matches."
+)
+MSG_UNKNOWN_COLLECTION: Final = (
+    "The filter names the collection(s) {names}, which no Variable class has, and so "
+    "matched nothing.{hints} A str filter is a collection name; the known ones are "
+    "{known}. (A Variable subclass `Foo` is the collection 'foo' unless it sets "
+    "`collection = ...`.)"
+)
+MSG_PREDICATE_ARITY: Final = (
+    "The filter {predicate!r} cannot be called as predicate(path, value) ({error}). A "
+    "function used as a filter takes two arguments: the entry's path (a tuple of str/int "
+    "keys) and its value, e.g. `lambda path, value: path[-1] == 'kernel'`."
 )
 
 
@@ -196,16 +209,47 @@ def split_pairs(
     buckets: list[dict[Path, Any]] = [{} for _ in predicates]
     rest: list[Path] = []
     indexed = tuple(enumerate(predicates))
-    for path, value in items:
-        for i, predicate in indexed:
-            if predicate(path, value):
-                buckets[i][path] = value
-                break
-        else:
-            rest.append(path)
+    try:
+        for path, value in items:
+            for i, predicate in indexed:
+                if predicate(path, value):
+                    buckets[i][path] = value
+                    break
+            else:
+                rest.append(path)
+    except TypeError as e:
+        raise _predicate_error(predicates, e) or e from None
+    for bucket, predicate in zip(buckets, predicates):
+        if not bucket:
+            _check_collection_names(predicate)
     if exhaustive and rest:
         raise ValueError(MSG_NON_EXHAUSTIVE.format(paths=rest))
     return tuple(State._from_sorted(b) for b in buckets)
+
+
+def _check_collection_names(predicate: Predicate) -> None:
+    """A `str` filter that matched nothing and names no collection any Variable class
+    has is a typo (`wrt="param"`): say so, rather than return an empty State."""
+    known = known_collections()
+    unknown = unknown_collections(predicate, known)
+    if unknown:
+        close = {n: difflib.get_close_matches(n, sorted(known), n=1) for n in unknown}
+        hints = "".join(f" Did you mean {c[0]!r} for {n!r}?" for n, c in close.items() if c)
+        raise ValueError(
+            MSG_UNKNOWN_COLLECTION.format(names=unknown, known=sorted(known), hints=hints)
+        )
+
+
+def _predicate_error(predicates: tuple[Predicate, ...], error: TypeError) -> TypeError | None:
+    """nnx's words for a predicate that does not take `(path, value)`."""
+    for predicate in predicates:
+        try:
+            inspect.signature(predicate).bind(("path",), "value")
+        except TypeError:
+            return TypeError(MSG_PREDICATE_ARITY.format(predicate=predicate, error=error))
+        except ValueError:  # no signature (a builtin): nothing to say
+            continue
+    return None
 
 
 def _state_flatten_with_keys(

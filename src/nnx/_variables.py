@@ -293,6 +293,11 @@ _DEFINED: dict[str, type[Node[Any]]] = {}
 definition of a name wins): what a checkpoint may name (DECISIONS 9)."""
 
 
+def known_collections() -> frozenset[str]:
+    """The collection names of every Node class defined so far."""
+    return frozenset(_COLLECTIONS)
+
+
 def defined_node_class(name: str) -> type[Node[Any]] | None:
     """The Node class called `name` (`module:qualname`) defined in this process, if
     any. Never imports anything."""

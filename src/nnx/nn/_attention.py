@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, Int
 from .._context import Context
 from .._module import Module
 from .._variables import Cache
-from ._common import reshape, resolve_flag
+from ._common import positive, probability, reshape, resolve_flag
 from ._linear import Linear
 
 __all__ = ["MultiHeadAttention", "dot_product_attention"]
@@ -84,8 +84,11 @@ class MultiHeadAttention(Module):
         param_dtype: Any = jnp.float32,
         ctx: Context,
     ) -> None:
-        qkv_features = qkv_features or in_features
-        out_features = out_features or in_features
+        positive("MultiHeadAttention", "num_heads", num_heads)
+        positive("MultiHeadAttention", "in_features", in_features)
+        qkv_features = positive("MultiHeadAttention", "qkv_features", qkv_features or in_features)
+        out_features = positive("MultiHeadAttention", "out_features", out_features or in_features)
+        probability("MultiHeadAttention", "dropout_rate", dropout_rate)
         if qkv_features % num_heads != 0:
             raise ValueError(
                 f"MultiHeadAttention: qkv_features ({qkv_features}) must be divisible by "

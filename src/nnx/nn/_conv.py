@@ -14,7 +14,7 @@ from .._context import Context
 from .._module import Module
 from .._variables import Param
 from . import initializers
-from ._common import reshape
+from ._common import positive, reshape
 from ._dtypes import promote_dtype
 
 __all__ = ["Conv"]
@@ -28,8 +28,8 @@ PaddingLike = str | int | Sequence[int | tuple[int, int]]
 
 def _tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
     if isinstance(value, int):
-        return (value,) * n
-    out = tuple(value)
+        return (positive("Conv", name, value),) * n
+    out = tuple(positive("Conv", name, v) for v in value)
     if len(out) != n:
         raise ValueError(f"Conv: {name} needs {n} values, got {out}")
     return out
@@ -73,12 +73,18 @@ class Conv(Module):
                 "Expected Conv kernel_size to be a tuple/list of integers (eg.: [3, 3]) "
                 f"but got {kernel_size}."
             )
-        if in_features % feature_group_count != 0:
-            raise ValueError(
-                f"Conv: in_features ({in_features}) must be divisible by "
-                f"feature_group_count ({feature_group_count})"
-            )
-        kernel_size = tuple(kernel_size)
+        positive("Conv", "in_features", in_features)
+        positive("Conv", "out_features", out_features)
+        positive("Conv", "feature_group_count", feature_group_count)
+        for which, features in (("in_features", in_features), ("out_features", out_features)):
+            if features % feature_group_count != 0:
+                raise ValueError(
+                    f"Conv: {which} ({features}) must be divisible by "
+                    f"feature_group_count ({feature_group_count})"
+                )
+        kernel_size = tuple(positive("Conv", "kernel_size", k) for k in kernel_size)
+        if not kernel_size:
+            raise ValueError("Conv: kernel_size needs at least one spatial dimension, got ()")
         n = len(kernel_size)
         shape = (*kernel_size, in_features // feature_group_count, out_features)
         self.kernel = Param(kernel_init(ctx.make_rng("params"), shape, param_dtype))

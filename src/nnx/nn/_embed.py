@@ -12,6 +12,7 @@ from .._context import Context
 from .._module import Module
 from .._variables import Param
 from . import initializers
+from ._common import positive
 from ._dtypes import promote_dtype
 
 __all__ = ["Embed"]
@@ -37,6 +38,8 @@ class Embed(Module):
         embedding_init: initializers.Initializer = default_embed_init,
         ctx: Context,
     ) -> None:
+        positive("Embed", "num_embeddings", num_embeddings)
+        positive("Embed", "features", features)
         self.embedding = Param(
             embedding_init(ctx.make_rng("params"), (num_embeddings, features), param_dtype)
         )

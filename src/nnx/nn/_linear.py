@@ -14,6 +14,7 @@ from .._context import Context
 from .._module import Module
 from .._variables import Param
 from . import initializers
+from ._common import positive
 from ._dtypes import promote_dtype
 
 __all__ = ["Linear"]
@@ -49,6 +50,8 @@ class Linear(Module):
         dot_general: Callable[..., jax.Array] = lax.dot_general,  # pyright: ignore[reportUnknownMemberType]
         ctx: Context,
     ) -> None:
+        positive("Linear", "in_features", in_features)
+        positive("Linear", "out_features", out_features)
         kernel_key = ctx.make_rng("params")
         self.kernel = Param(kernel_init(kernel_key, (in_features, out_features), param_dtype))
         if use_bias:

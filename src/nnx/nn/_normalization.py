@@ -14,7 +14,7 @@ from .._context import Context
 from .._module import Module
 from .._variables import BatchStat, Param
 from . import initializers
-from ._common import reshape, resolve_flag
+from ._common import positive, reshape, resolve_flag
 from ._dtypes import canonicalize_dtype
 
 __all__ = ["BatchNorm", "GroupNorm", "LayerNorm", "RMSNorm"]
@@ -74,7 +74,7 @@ class BatchNorm(Module):
         axis_index_groups: Any = None,
         ctx: Context,
     ) -> None:
-        feature_shape = (num_features,)
+        feature_shape = (positive("BatchNorm", "num_features", num_features),)
         self.mean = BatchStat(jnp.zeros(feature_shape, jnp.float32))
         self.var = BatchStat(jnp.ones(feature_shape, jnp.float32))
         self.scale = _optional_param(use_scale, scale_init, ctx, feature_shape, param_dtype)
@@ -170,7 +170,7 @@ class LayerNorm(Module):
         feature_axes: int = -1,
         ctx: Context,
     ) -> None:
-        shape = (num_features,)
+        shape = (positive("LayerNorm", "num_features", num_features),)
         self.scale = _optional_param(use_scale, scale_init, ctx, shape, param_dtype)
         self.bias = _optional_param(use_bias, bias_init, ctx, shape, param_dtype)
         self.num_features = num_features
@@ -209,7 +209,7 @@ class RMSNorm(Module):
         scale_init: initializers.Initializer = _default_scale_init,
         ctx: Context,
     ) -> None:
-        shape = (num_features,)
+        shape = (positive("RMSNorm", "num_features", num_features),)
         self.scale = _optional_param(use_scale, scale_init, ctx, shape, param_dtype)
         self.num_features = num_features
         self.epsilon = epsilon
@@ -243,6 +243,8 @@ class GroupNorm(Module):
         scale_init: initializers.Initializer = _default_scale_init,
         ctx: Context,
     ) -> None:
+        positive("GroupNorm", "num_features", num_features)
+        positive("GroupNorm", "num_groups", num_groups)
         if num_features % num_groups != 0:
             raise ValueError(
                 f"GroupNorm: num_features ({num_features}) must be divisible by "

@@ -11,7 +11,7 @@ from jax import lax
 
 from .._context import Context
 from .._module import Module
-from ._common import resolve_flag
+from ._common import probability, resolve_flag
 
 __all__ = ["Dropout"]
 
@@ -29,6 +29,9 @@ class Dropout(Module):
     broadcast_dims: Sequence[int] = ()
     deterministic: bool | None = None
     rng_collection: str = "dropout"
+
+    def __post_init__(self) -> None:
+        self.rate = probability("Dropout", "rate", self.rate)
 
     def __call__(
         self, inputs: jax.Array, *, deterministic: bool | None = None, ctx: Context | None = None
