@@ -87,7 +87,7 @@ def test_a_string_filter_naming_no_collection_is_an_error():
     with pytest.raises(ValueError, match=r"Did you mean 'params' for 'param'\?"):
         Block().partition("param", ...)
     # a known collection that this model does not hold is fine: just empty
-    assert _paths(Block().filter("intermediates")) == set()
+    assert _paths(Block().filter("tree_node")) == set()
 
 
 def test_collection_names():
