@@ -221,7 +221,7 @@ def to_predicate(filter: Filter) -> Predicate:
     Raises `TypeError` for an object that is not a filter.
     """
     if _cacheable(filter):
-        return _cached_predicate(filter)
+        return _cached_predicate(cast(Any, filter))
     return _build_predicate(filter)
 
 

@@ -20,6 +20,7 @@ is a snapshot, and writing `variable.value` on a Module's own Variable (reachabl
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import threading
 import weakref
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, cast, overload
 from typing_extensions import ParamSpec, Self, TypeIs, TypeVar
 
 from . import _nodes
-from ._compat import TraceState, current_trace, register_pytree_node
+from ._compat import Tracer, TraceState, current_trace, register_pytree_node
 from ._errors import MSG_MODULE_TRACE, TraceContextError
 from ._filters import Filter, Path, Predicate, check_filters
 from ._jaxtyping_internals import Bindings
@@ -1017,6 +1018,66 @@ def _find_state_in_static(value: Any) -> str | None:
                 return f"a {type(item).__name__}"
             stack.append(item)
     return None
+
+
+MSG_TRACED_STATIC: Final = (
+    "{transform}: {where} is a static attribute (not state) and now holds a traced "
+    "value ({found}), set inside the transform. Static attributes are not returned "
+    "by transforms, so the tracer would leak onto the module and fail later, far from "
+    "here. Keep traced values in state: an array attribute or a Variable "
+    "(e.g. `self.scale = nnx.Variable(x)`), or return them from the function."
+)
+_MAX_STATIC_OBJECTS: Final = 10_000
+
+
+def _find_tracer(value: Any) -> str | None:
+    """A tracer held by a static value (in containers, dataclasses, SimpleNamespaces,
+    functools.partials, ...), described; None if there is none."""
+    stack: list[Any] = [value]
+    seen: set[int] = set()
+    while stack and len(seen) < _MAX_STATIC_OBJECTS:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if _is_tracer(current):
+            return repr(current)
+        if _is_partial(current):
+            stack.extend((*current.args, *current.keywords.values()))
+        elif isinstance(current, (str, bytes, int, float, complex, type, Module)) or callable(
+            current
+        ):
+            continue
+        elif _is_dict(current):
+            stack.extend(current.values())
+        elif _is_sequence(current) or _is_set(current):
+            stack.extend(current)
+        else:
+            attrs: Any = getattr(current, "__dict__", None)
+            if _is_dict(attrs):
+                stack.extend(attrs.values())
+    return None
+
+
+def _is_tracer(x: object) -> bool:
+    return isinstance(x, Tracer)
+
+
+def _is_partial(x: object) -> TypeIs[functools.partial[Any]]:
+    return isinstance(x, functools.partial)
+
+
+def refuse_traced_statics(root: Module, transform: str) -> None:
+    """Raise if a static attribute of the graph under `root` holds a tracer. Called
+    inside a transform's traced function (at trace time only)."""
+    for path, module in root.modules():
+        for name, value in _layout(module).statics:
+            found = _find_tracer(value)
+            if found is not None:
+                where = type(root).__name__ + "".join(f".{k}" for k in (*path, name))
+                raise TypeError(
+                    MSG_TRACED_STATIC.format(transform=transform, where=where, found=found)
+                )
 
 
 def _prepare_assignment(

@@ -16,11 +16,11 @@ from typing_extensions import ParamSpec, TypeIs
 from ._compat import jax_vmap
 from ._context import Context, ContextDef
 from ._filters import Filter, to_predicate
-from ._module import Module, merge_into
+from ._module import Module, merge_into, refuse_traced_statics
 from ._spmd import PARTITION_NAME
 from ._state import State
 from ._transforms import LiftedCall, _call_named
-from ._variables import is_variable
+from ._variables import is_node_box, is_variable
 
 __all__ = ["Scan", "ScanModule", "ScanOptions", "scan", "vmap"]
 
@@ -191,6 +191,38 @@ def _check_named_streams(
     )
 
 
+MSG_SCAN_OUTPUT: Final = (
+    "nnx.scan: the scanned function must return a pair (carry, y) (y may be None), "
+    "got {got}. Return the new carry and the per-step output: `return carry, y`."
+)
+MSG_BROADCAST_CHANGED: Final = (
+    "nnx.vmap: the function changed {paths}, which is broadcast state (the same for every "
+    "example, not in variable_axes), so the change cannot be written back. Map that "
+    "state with variable_axes={{...: 0}}, or return the new values instead."
+)
+
+
+def _describe_output(out: object) -> str:
+    if _is_tuple(out):
+        return f"a tuple of {len(out)}"
+    return f"a {type(out).__name__}"
+
+
+def _refuse_broadcast_changes(before: State[Any], after: State[Any]) -> None:
+    """Broadcast state comes back from vmap unmapped: it must be what went in."""
+    changed = [
+        path
+        for path, value in after.items()
+        if path not in before or _raw(value) is not _raw(before[path])
+    ]
+    if changed:
+        raise ValueError(MSG_BROADCAST_CHANGED.format(paths=changed[:5]))
+
+
+def _raw(value: Any) -> Any:
+    return value.value if is_node_box(value) else value
+
+
 class _SplitContext:
     """A Context split for a mapped or scanned call: the streams `split_rngs` names
     get one key per step (`split_keys`, mapped over), the others are shared; `ctx(keys)`
@@ -222,7 +254,7 @@ class _SplitContext:
 
 def _scan_call(
     options: ScanOptions,
-    fn: Callable[..., tuple[Any, Any]],
+    fn: Callable[..., Any],
     module: Module,
     carry: Any,
     xs: Any,
@@ -262,7 +294,11 @@ def _scan_call(
         axes_slices, x, step_keys = sliced
         layer = moduledef.merge(*axes_slices, broadcast_state, carry_state)
         x_arg = x if options.in_axes is not None else xs
-        new_carry, y = fn(layer, user_carry, x_arg, *args, **rngs.add_to(kwargs, step_keys))
+        out = fn(layer, user_carry, x_arg, *args, **rngs.add_to(kwargs, step_keys))
+        if not _is_tuple(out) or len(out) != 2:
+            raise TypeError(MSG_SCAN_OUTPUT.format(got=_describe_output(out)))
+        new_carry, y = out
+        refuse_traced_statics(layer, "nnx.scan")
         new_states, _ = layer.partition(*options.filters)
         return (new_carry, new_states[n_axes + 1]), (y, tuple(new_states[:n_axes]))
 
@@ -689,7 +725,9 @@ def vmap(
             ) -> tuple[Any, Any, Any]:
                 layer = moduledef.merge(*axes_states, rest)
                 out = body(layer, *args, **rngs.add_to(kwargs, step_keys))
+                refuse_traced_statics(layer, "nnx.vmap")
                 new_states = _states_tuple(layer.partition(*filters)[0])
+                _refuse_broadcast_changes(rest, new_states[-1])
                 return out, tuple(new_states[:-1]), new_states[-1]
 
             args_axes = _per_arg(in_axes, len(args))

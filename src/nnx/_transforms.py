@@ -32,6 +32,7 @@ from ._module import (
     _check_trace,
     apply_graph_update,
     graph_cache,
+    refuse_traced_statics,
 )
 from ._state import State
 from ._variables import Param
@@ -154,8 +155,11 @@ def _write_back(root: Module, spec: GraphSpec, result: tuple[Any, ...]) -> None:
         apply_graph_update(root, new_spec.moduledef, new_spec.state(values))
 
 
-def _outputs(root: Module, spec: GraphSpec, leaves: list[Any]) -> tuple[list[Any], _Static]:
+def _outputs(
+    root: Module, spec: GraphSpec, leaves: list[Any], transform: str
+) -> tuple[list[Any], _Static]:
     """What a transformed function returns about its module graph."""
+    refuse_traced_statics(root, transform)
     cache = graph_cache(root)
     new_spec = cache.get_spec()
     new_leaves = cache.raw_leaves()
@@ -275,7 +279,7 @@ def jit(
         out = f(*call_args, **call_kwargs)
         if root is None or spec is None or not stateful:
             return out, None
-        return out, _outputs(root, spec, leaves)
+        return out, _outputs(root, spec, leaves, "nnx.jit")
 
     if "donate_argnums" in jit_kwargs or "donate_argnames" in jit_kwargs:
         # a donated leaf that comes back unchanged would leave the module holding a
@@ -339,6 +343,7 @@ def _grad_transform(
         call_args, call_kwargs = _rebuild_call((0,), module, (None, *args), kwargs)
         out = fun(*call_args, **call_kwargs)
         loss, aux = out if has_aux else (out, None)
+        refuse_traced_statics(module, name)
         updates = module.partition() if stateful else None
         return loss, (aux, updates)
 
@@ -612,7 +617,7 @@ def remat(
         out = f(*call_args, **call_kwargs)
         if root is None or spec is None:
             return out, None
-        return out, _outputs(root, spec, leaves)
+        return out, _outputs(root, spec, leaves, "nnx.remat")
 
     checkpointed = jax_checkpoint(inner, prevent_cse=prevent_cse, policy=policy)
 

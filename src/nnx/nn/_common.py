@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Final
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._context import Context
 
@@ -26,7 +26,7 @@ MSG_RATE: Final = "{layer}: {name} must be a probability in [0, 1], got {value!r
 def positive(layer: str, name: str, value: object) -> int:
     """`value` if it is an int > 0; else a ValueError naming the layer and argument
     (a zero or negative size otherwise fails deep inside XLA, or divides by zero)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
         raise ValueError(MSG_SIZE.format(layer=layer, name=name, value=value))
     return int(value)
 
@@ -35,7 +35,7 @@ def probability(layer: str, name: str, value: object) -> float:
     """`value` if it is a number in [0, 1] (a rate of 1 drops everything)."""
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not isinstance(value, numbers.Real)
         or not 0.0 <= float(value) <= 1.0
     ):
         raise ValueError(MSG_RATE.format(layer=layer, name=name, value=value))
