@@ -11,7 +11,7 @@ from typing import Any, Final, cast
 import jax
 import numpy as np
 
-from ._compat import TraceState, current_trace, jax_jit, register_pytree_node
+from ._compat import TraceState, current_trace, is_prng_key_dtype, jax_jit, register_pytree_node
 from ._errors import MSG_CONTEXT_TRACE, TraceContextError
 
 __all__ = ["Context", "ContextDef", "PureContext", "RngStream", "context"]
@@ -62,13 +62,32 @@ class RngStream:
         return f"RngStream(count={self.count}, count_path={self.count_path})"
 
 
+def _is_flag_mapping(x: object) -> bool:
+    return isinstance(x, Mapping) and all(
+        isinstance(k, str) for k in cast("Mapping[object, Any]", x)
+    )
+
+
+def _is_key(x: jax.Array) -> bool:
+    """A single typed key, or a single raw uint32 key (threefry's [2], rbg's [4])."""
+    if is_prng_key_dtype(x.dtype):
+        return x.shape == ()
+    return x.dtype == np.uint32 and x.shape in ((2,), (4,))
+
+
 def _as_key(value: Any, name: str) -> KeyLike:
     if isinstance(value, RngStream):
         return value
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return jax.random.key(int(cast(int, value)))
     if isinstance(value, jax.Array):
-        return value
+        if _is_key(value):
+            return value
+        raise TypeError(
+            f"RNG stream {name!r}: {value.dtype}{list(value.shape)} is not a PRNG key. Pass a "
+            "typed key (jax.random.key(seed), shape ()) or a raw one (jax.random.PRNGKey(seed), "
+            "uint32[2]), or an int seed."
+        )
     raise TypeError(
         f"RNG stream {name!r} needs an int seed, a jax.random.key(...) / PRNGKey(...) "
         f"array or an RngStream, got {type(value).__name__}."
@@ -212,6 +231,11 @@ def context(
 ) -> Context:
     """A Context: `context(0)` seeds `"params"`; other streams by keyword
     (`context(params=0, dropout=1)`); `flags` are read by layers via `get_flag`."""
+    if flags is not None and not _is_flag_mapping(flags):
+        raise TypeError(
+            f"context(flags=...) takes a mapping of flag names (str) to values, got "
+            f"{flags!r}; e.g. nnx.context(flags=dict(deterministic=True))."
+        )
     if params is not None:
         if "params" in rngs:
             raise TypeError("context() got 'params' both positionally and by keyword")

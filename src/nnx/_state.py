@@ -73,11 +73,23 @@ class State(Mapping[Path, V]):
     def __init__(self, mapping: Iterable[tuple[Path, V]] = (), /) -> None: ...
     def __init__(self, mapping: Mapping[Path, V] | Iterable[tuple[Path, V]] = (), /) -> None:
         pairs: list[tuple[Path, V]] = []
-        for path, value in dict(mapping).items():
+        try:
+            entries = dict(mapping)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                "nnx.State expects a mapping of paths to values, or (path, value) pairs, "
+                f"got a {type(mapping).__name__} ({e}). E.g. nnx.State({{('w',): nnx.Param(x)}})."
+            ) from None
+        for path, value in entries.items():
             if type(path) is not tuple:
                 raise TypeError(
                     f"State keys are tuples of str/int (paths), got {path!r} of type "
                     f"{type(path).__name__}. Write ('{path}',) for a top-level attribute."
+                )
+            if not path or not all(type(k) in (str, int) for k in path):
+                raise TypeError(
+                    f"State keys are non-empty tuples of str (attribute names) and int "
+                    f"(nnx.Sequence positions), got {path!r}."
                 )
             pairs.append((path, value))
         pairs.sort(key=lambda kv: path_sort_key(kv[0]))

@@ -17,6 +17,12 @@ __all__ = ["TrainState"]
 M = TypeVar("M")
 
 
+def _is_instance(x: object, cls: type[Any]) -> bool:
+    """isinstance, for arguments whose annotation already says the type (callers that
+    are not type-checked may still pass anything)."""
+    return isinstance(x, cls)
+
+
 class TrainState(Pytree, Generic[M]):
     """`TrainState(moduledef, params=params, tx=optax.adam(1e-3), **extra)`.
 
@@ -41,6 +47,22 @@ class TrainState(Pytree, Generic[M]):
         step: int = 0,
         **kwargs: Any,
     ) -> None:
+        if not _is_instance(moduledef, ModuleDef):
+            raise TypeError(
+                f"TrainState: the first argument is the model's ModuleDef, got a "
+                f"{type(moduledef).__name__}; e.g. `params, moduledef = "
+                "model.partition(nnx.Param)`, then TrainState(moduledef, params=params, tx=tx)."
+            )
+        if not _is_instance(params, State):
+            raise TypeError(
+                f"TrainState: params= must be a State (model.partition(nnx.Param)[0]), "
+                f"got a {type(params).__name__}."
+            )
+        if not callable(getattr(tx, "init", None)) or not callable(getattr(tx, "update", None)):
+            raise TypeError(
+                f"TrainState: tx= must be an optax GradientTransformation (with init and "
+                f"update), e.g. optax.adam(1e-3); got a {type(tx).__name__}."
+            )
         self.moduledef = moduledef
         self.tx = tx
         self.params = TreeNode(params)

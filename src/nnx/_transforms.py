@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, Literal, TypeVar, cast, overload
 
@@ -259,9 +260,10 @@ def jit(
 
         return decorator
     f: Callable[..., Any] = fun
-    static_nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-    static_names = (
-        (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    static_nums, static_names = _static_slots(
+        f,
+        _argnums(static_argnums),
+        (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames),
     )
 
     def inner(
@@ -293,12 +295,13 @@ def jit(
         call_args = list(split.args)
         static_args: list[tuple[int | str, Any]] = []
         for i in static_nums:
-            static_args.append((i, call_args[i]))
-            call_args[i] = None
+            if i < len(call_args):
+                static_args.append((i, _hashable_static(f, i, call_args[i])))
+                call_args[i] = None
         call_kwargs = split.kwargs
         for name in static_names:
             if name in call_kwargs:
-                static_args.append((name, call_kwargs[name]))
+                static_args.append((name, _hashable_static(f, name, call_kwargs[name])))
                 call_kwargs = {k: v for k, v in call_kwargs.items() if k != name}
         root = split.root
         if root is None:
@@ -314,6 +317,56 @@ def jit(
         return out  # type: ignore[no-any-return]
 
     return wrapper
+
+
+def _static_slots(
+    fun: Callable[..., Any], nums: tuple[int, ...], names: tuple[str, ...]
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The positions and names of the static arguments, each completed from the other
+    through `fun`'s signature, as `jax.jit` does: `static_argnums=1` also makes the
+    parameter at position 1 static when it is passed by keyword, and vice versa."""
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):  # no signature: take them as given
+        return tuple(sorted({i for i in nums if i >= 0})), names
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    resolved = {i + len(positional) if i < 0 else i for i in nums}
+    by_keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    more_names = {
+        positional[i].name
+        for i in resolved
+        if 0 <= i < len(positional) and positional[i].kind is by_keyword
+    }
+    more_nums = {i for i, p in enumerate(positional) if p.name in names and p.kind is by_keyword}
+    all_nums = tuple(sorted(i for i in resolved | more_nums if i >= 0))
+    return all_nums, tuple(sorted(set(names) | more_names))
+
+
+MSG_UNHASHABLE_STATIC: Final = (
+    "{fun}: the static argument {which} is a {type}, which is not hashable ({error}). "
+    "Static arguments key the compilation cache: pass a hashable value (a tuple instead "
+    "of a list, a frozen dataclass), or make it an ordinary (traced) argument."
+)
+
+
+def _hashable_static(fun: Callable[..., Any], which: int | str, value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError as e:
+        where = f"at position {which}" if isinstance(which, int) else repr(which)
+        raise TypeError(
+            MSG_UNHASHABLE_STATIC.format(
+                fun=f"nnx.jit({getattr(fun, '__name__', 'function')})",
+                which=where,
+                type=type(value).__name__,
+                error=e,
+            )
+        ) from None
+    return value
 
 
 # ------------------------------------------------------------------------------------
