@@ -43,6 +43,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final, Union
 
 import jax
+from beartype import BeartypeConf
 from beartype.door import is_bearable
 from typing_extensions import TypeIs
 
@@ -330,10 +331,18 @@ def _check_payload(spec: AttrSpec, payload: Any, seed: Bindings) -> tuple[str, B
     return "", None
 
 
+_TOWER: Final[dict[type[Any], tuple[type[Any], ...]]] = {
+    float: (float, int),
+    complex: (complex, float, int),
+}
+_BEARTYPE_CONF: Final = BeartypeConf(is_pep484_tower=True)
+
+
 def _fits(value: Any, hint: Any) -> bool:
     if type(hint) is type:  # a plain class: isinstance is what beartype would do
-        return isinstance(value, hint)
-    return is_bearable(value, hint)
+        # with PEP 484's numeric tower, as type checkers do: an int is a float
+        return isinstance(value, _TOWER.get(hint, hint))
+    return is_bearable(value, hint, conf=_BEARTYPE_CONF)
 
 
 # Module's `_nnx_dims` slot descriptor and `__dict__` getter, registered by _module
