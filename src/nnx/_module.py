@@ -370,8 +370,9 @@ def _combine_states(states: tuple[Any, ...]) -> dict[Path, Any]:
     return combined
 
 
-class ApplyCaller(Generic[M]):
-    """`moduledef.apply(state)` — call it, or reach any attribute/item first."""
+class _Caller:
+    """What `ApplyCaller` and `CloneCaller` share: the ModuleDef and States to merge,
+    and the attribute/item accesses (`.blocks[0].linear`) to follow before the call."""
 
     __slots__ = ("_accessors", "_moduledef", "_states")
 
@@ -385,65 +386,60 @@ class ApplyCaller(Generic[M]):
         self._states = states
         self._accessors = accessors
 
+    def _access(self, is_attr: bool, key: Any) -> Any:
+        if is_attr and isinstance(key, str) and key.startswith("__"):
+            raise AttributeError(key)
+        return type(self)(self._moduledef, self._states, (*self._accessors, (is_attr, key)))
+
+    def _call_on_copy(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Module]:
+        """Merge a fresh module, reach the accessed attribute/item, call it:
+        `(output, the fresh module)`."""
+        module: Module = self._moduledef.merge(*self._states)
+        target: Any = module
+        for is_attr, key in self._accessors:
+            target = getattr(target, key) if is_attr else target[key]
+        return target(*args, **kwargs), module
+
+
+class ApplyCaller(_Caller, Generic[M]):
+    """`moduledef.apply(state)` — call it, or reach any attribute/item first; the call
+    returns `(output, Pure(new_state, new_moduledef))`."""
+
+    __slots__ = ()
+
     def __getattr__(self, name: str) -> ApplyCaller[Any]:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return ApplyCaller(self._moduledef, self._states, (*self._accessors, (True, name)))
+        accessed: ApplyCaller[Any] = self._access(True, name)
+        return accessed
 
     def __getitem__(self, key: Any) -> ApplyCaller[Any]:
-        return ApplyCaller(self._moduledef, self._states, (*self._accessors, (False, key)))
+        accessed: ApplyCaller[Any] = self._access(False, key)
+        return accessed
 
     def __call__(
         self: ApplyCaller[Callable[P, R]], *args: P.args, **kwargs: P.kwargs
     ) -> tuple[R, tuple[State[Any], ModuleDef[M]]]:
-        out, module = _call_on_copy(self._moduledef, self._states, self._accessors, args, kwargs)
+        out, module = self._call_on_copy(args, kwargs)
         return out, cast("tuple[State[Any], ModuleDef[M]]", module.partition())
 
 
-def _call_on_copy(
-    moduledef: ModuleDef[Any],
-    states: tuple[State[Any], ...],
-    accessors: tuple[tuple[bool, Any], ...],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> tuple[Any, Module]:
-    """Merge a fresh module, reach the accessed attribute/item, call it:
-    `(output, the fresh module)`."""
-    module: Module = moduledef.merge(*states)
-    target: Any = module
-    for is_attr, key in accessors:
-        target = getattr(target, key) if is_attr else target[key]
-    return target(*args, **kwargs), module
-
-
-class CloneCaller(Generic[T, Root]):
+class CloneCaller(_Caller, Generic[T, Root]):
     """`module.apply` — call it, or reach any attribute/item first; the call runs on
     a copy of the module and returns `(output, copy)`, the original untouched."""
 
-    __slots__ = ("_accessors", "_moduledef", "_states")
-
-    def __init__(
-        self,
-        moduledef: ModuleDef[Any],
-        states: tuple[State[Any], ...],
-        accessors: tuple[tuple[bool, Any], ...],
-    ) -> None:
-        self._moduledef = moduledef
-        self._states = states
-        self._accessors = accessors
+    __slots__ = ()
 
     def __getattr__(self, name: str) -> CloneCaller[Any, Root]:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return CloneCaller(self._moduledef, self._states, (*self._accessors, (True, name)))
+        accessed: CloneCaller[Any, Root] = self._access(True, name)
+        return accessed
 
     def __getitem__(self, key: Any) -> CloneCaller[Any, Root]:
-        return CloneCaller(self._moduledef, self._states, (*self._accessors, (False, key)))
+        accessed: CloneCaller[Any, Root] = self._access(False, key)
+        return accessed
 
     def __call__(
         self: CloneCaller[Callable[P, R], Root], *args: P.args, **kwargs: P.kwargs
     ) -> tuple[R, Root]:
-        out, module = _call_on_copy(self._moduledef, self._states, self._accessors, args, kwargs)
+        out, module = self._call_on_copy(args, kwargs)
         return out, cast(Root, module)
 
 
