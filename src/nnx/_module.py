@@ -990,8 +990,13 @@ def _check_trace(module: Module, name: str) -> None:
         raise TraceContextError(MSG_MODULE_TRACE.format(type=type(module).__name__, name=name))
 
 
+_CONTAINERS: Final = (dict, list, tuple, set, frozenset)
+
+
 def _find_state_in_static(value: Any) -> str | None:
     """What state a list/tuple/dict/set holds, at any depth, if any (it would be lost)."""
+    if not isinstance(value, _CONTAINERS):
+        return None  # the common case (an int, a str, a function): nothing to walk
     stack: list[Any] = [value]
     seen: set[int] = set()
     while stack:
