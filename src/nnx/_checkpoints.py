@@ -12,10 +12,11 @@ A checkpoint is an orbax composite checkpoint with two items:
 `restore` first compares that record with the target (a Module, possibly abstract
 from `nnx.eval_shape`, or a State) and raises one ValueError naming the differing
 paths, so a wrong-structure restore never reaches orbax (whose older releases would
-silently pad or truncate a mismatched array). How the directory is laid out,
-locked and replaced so that a save never loses the checkpoint it replaces is in
-`_checkpoint_dir.py`. orbax-checkpoint is optional:
-``pip install "nnx[checkpoint]"``.
+silently pad or truncate a mismatched array). The record itself (encoding,
+validation, comparison, decoding) is `_checkpoint_record.py`; how the directory is
+laid out, locked and replaced so that a save never loses the checkpoint it replaces
+is `_checkpoint_dir.py`; this file is the orbax I/O and the public API.
+orbax-checkpoint is optional: ``pip install "nnx[checkpoint]"``.
 """
 
 from __future__ import annotations
