@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from ._compat import Tracer
+from ._module_object import ModuleObject
 from ._variables import Container, Node
 
 __all__ = ["is_node", "register_node_type"]
@@ -30,7 +31,6 @@ MUTABLE_STATIC: Final = 5  # a list, dict, set or bytearray: static, snapshotted
 _MUTABLE_STATIC_TYPES: Final = (list, dict, set, bytearray)
 
 _kind_cache: dict[type[Any], int] = {}
-_module_type: list[type[Any]] = []  # set by _module at import (avoids an import cycle)
 
 
 def _is_class(x: object) -> bool:
@@ -55,7 +55,7 @@ def is_node(x: Any) -> bool:
 def kind_of_type(tp: type[Any]) -> int:
     kind = _kind_cache.get(tp)
     if kind is None:
-        if _module_type and issubclass(tp, _module_type[0]):
+        if issubclass(tp, ModuleObject):
             kind = MODULE
         elif issubclass(tp, Node):
             kind = CONTAINER_NODE

@@ -40,7 +40,7 @@ import types
 import typing
 import warnings
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Final, Union
+from typing import Any, Final, Union
 
 import jax
 from beartype import BeartypeConf
@@ -56,11 +56,9 @@ from ._jaxtyping_internals import (
     is_array_annotation,
     named_dims,
 )
+from ._module_object import ModuleObject, dims_slot, vars_of
 from ._repr import dtype_shape
 from ._variables import Container, is_container
-
-if TYPE_CHECKING:
-    from ._module import Module
 
 __all__ = ["AttrSpec", "class_specs", "shape_checks", "shape_checks_enabled"]
 
@@ -260,7 +258,7 @@ def _bound_value(size: Any) -> str:
 
 
 def _fail(
-    module: Module, spec: AttrSpec, value: Any, reason: str, extra: str = ""
+    module: ModuleObject, spec: AttrSpec, value: Any, reason: str, extra: str = ""
 ) -> ShapeCheckError:
     message = (
         f"{type(module).__name__}.{spec.name}: expected {spec.text}, got {_describe(value)}\n"
@@ -345,17 +343,6 @@ def _fits(value: Any, hint: Any) -> bool:
     return is_bearable(value, hint, conf=_BEARTYPE_CONF)
 
 
-# Module's `_nnx_dims` slot descriptor and `__dict__` getter, registered by _module
-# (which imports this module, so this one cannot import it).
-_dims_slot: Any = None
-_vars: Any = None
-
-
-def register_module_internals(dims_slot: Any, vars_getter: Any) -> None:
-    global _dims_slot, _vars
-    _dims_slot, _vars = dims_slot, vars_getter
-
-
 def _is_int_tuple(x: object) -> TypeIs[tuple[int, ...]]:
     return isinstance(x, tuple) and all(
         isinstance(v, int) and not isinstance(v, bool)
@@ -363,11 +350,11 @@ def _is_int_tuple(x: object) -> TypeIs[tuple[int, ...]]:
     )
 
 
-def _memo(module: Module) -> dict[str, Bindings]:
-    memo: dict[str, Bindings] | None = _dims_slot.__get__(module)
+def _memo(module: ModuleObject) -> dict[str, Bindings]:
+    memo: dict[str, Bindings] | None = dims_slot.__get__(module)
     if memo is None:
         memo = {}
-        d = _vars(module)
+        d = vars_of(module)
         for name, spec in class_specs(type(module)).items():
             if (spec.array is None and not spec.binds_dim) or name not in d:
                 continue
@@ -377,11 +364,11 @@ def _memo(module: Module) -> dict[str, Bindings]:
             reason, own = _check_payload(spec, payload, seed)
             if not reason and own is not None:
                 memo[name] = own  # values that do not fit (e.g. stacked) bind nothing
-        _dims_slot.__set__(module, memo)
+        dims_slot.__set__(module, memo)
     return memo
 
 
-def check_assignment(module: Module, spec: AttrSpec, value: Any, old: Any) -> Bindings | None:
+def check_assignment(module: ModuleObject, spec: AttrSpec, value: Any, old: Any) -> Bindings | None:
     """Check `module.<spec.name> = value` (`old`: what the attribute holds now).
 
     Returns the dimension bindings the new value makes; raises ShapeCheckError.
@@ -437,7 +424,7 @@ def _keeps_unchecked_layout(spec: AttrSpec, old: Any, payload: Any, seed: Bindin
     return bool(_check_payload(spec, old_payload, seed)[0])
 
 
-def commit(module: Module, name: str, own: Bindings | None) -> None:
+def commit(module: ModuleObject, name: str, own: Bindings | None) -> None:
     memo = _memo(module)
     if own is None or not (own[0] or own[1]):
         memo.pop(name, None)

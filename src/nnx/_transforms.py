@@ -30,11 +30,11 @@ from ._helpers import Sequence as ModuleSequence
 from ._module import (
     GraphSpec,
     Module,
-    _check_trace,
     apply_graph_update,
     graph_cache,
     refuse_traced_statics,
 )
+from ._module_object import check_trace
 from ._state import State
 from ._variables import Param
 
@@ -149,7 +149,7 @@ def _write_back(root: Module, spec: GraphSpec, result: tuple[Any, ...]) -> None:
     new_spec, indices = static.value
     if new_spec is None and not indices:
         return  # nothing changed: reading a module is allowed under any trace
-    _check_trace(root, "<state>")
+    check_trace(root, "<state>")
     if new_spec is None:
         graph_cache(root).write_raw(indices, values)
     else:  # the structure changed inside: every leaf came back

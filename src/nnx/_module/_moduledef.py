@@ -1,0 +1,437 @@
+"""ModuleDef, the static half of a partitioned Module, and `merge`: rebuilding a
+module graph from a ModuleDef and State(s) through a precompiled merge plan."""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final, Generic, cast
+
+from typing_extensions import TypeIs, TypeVar
+
+from .._compat import current_trace, register_pytree_node
+from .._filters import Path
+from .._module_object import bump, check_trace, forget_dims, init_internals, vars_of
+from .._nodes import NODE, kind_of
+from .._repr import indent
+from .._state import State, path_sort_key
+from .._variables import Node
+
+if TYPE_CHECKING:
+    from ._module import Module
+    from ._pure import ApplyCaller
+
+M = TypeVar("M", covariant=True, default=Any)
+
+# ------------------------------------------------------------------------------------
+# Static attribute values: snapshot mutable containers so a ModuleDef never changes.
+
+_MUTABLE_STATIC = (list, dict, set, bytearray)
+
+MSG_NOT_STATE: Final = (
+    "{who}: the value at {path} is a {type}, which is not state (an array, a Variable or "
+    "another registered node), so it would silently become a static attribute. If a "
+    "tree_map made Python or numpy scalars (e.g. from 0-d arrays), return arrays "
+    "(np.asarray / jnp.asarray) instead."
+)
+
+
+def is_tuple(value: object) -> TypeIs[tuple[Any, ...]]:
+    return isinstance(value, tuple)
+
+
+def is_sequence(value: object) -> TypeIs[list[Any] | tuple[Any, ...]]:
+    return isinstance(value, (list, tuple))
+
+
+def is_dict(value: object) -> TypeIs[dict[Any, Any]]:
+    return isinstance(value, dict)
+
+
+def is_set(value: object) -> TypeIs[set[Any] | frozenset[Any]]:
+    return isinstance(value, (set, frozenset))
+
+
+def _is_mutable_static(value: object) -> bool:
+    return isinstance(value, _MUTABLE_STATIC)
+
+
+def freeze_static(value: object) -> object:
+    return copy.deepcopy(value) if _is_mutable_static(value) else value
+
+
+def _hashable(value: object) -> object:
+    try:
+        hash(value)
+    except TypeError:
+        if is_sequence(value):
+            return (type(value).__name__, tuple(_hashable(v) for v in value))
+        if is_dict(value):
+            return ("dict", tuple((_hashable(k), _hashable(v)) for k, v in value.items()))
+        if is_set(value):
+            return ("set", frozenset(_hashable(v) for v in value))
+        return ("unhashable", type(value))  # equal objects of one type hash alike
+    return value
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Final = _Missing()
+"""What `dict.get` returns for an absent attribute (None may be a value)."""
+
+
+# ------------------------------------------------------------------------------------
+# ModuleDef
+
+
+class _MergePlan:
+    """What merge needs from a ModuleDef, flattened once: node types, statics,
+    submodule links and the leaf slots in path order."""
+
+    __slots__ = ("leaf_slots", "nodes", "optional_paths", "path_set", "paths")
+
+    def __init__(self, root: ModuleDef[Any]) -> None:
+        self.nodes: list[
+            tuple[type[Module], tuple[tuple[str, Any], ...], list[tuple[str, int]]]
+        ] = []
+        self.paths: list[Path] = []
+        self.leaf_slots: list[tuple[int, str]] = []
+        optional: list[Path] = []
+
+        def visit(md: ModuleDef[Any], prefix: Path) -> None:
+            links: list[tuple[str, int]] = []
+            self.nodes.append((md.type, md.static_fields, links))
+            index = md.index
+            subs = dict(md.submodules)
+            leaves = set(md.leaf_keys)
+            for key in md.keys:
+                if key in leaves:
+                    self.paths.append((*prefix, key))
+                    if key in md.intermediate_keys:
+                        optional.append((*prefix, key))
+                    self.leaf_slots.append((index, attr_name(key)))
+                else:
+                    sub = subs[key]
+                    if isinstance(sub, ModuleDef):
+                        links.append((attr_name(key), sub.index))
+                        visit(sub, (*prefix, key))
+                    else:
+                        links.append((attr_name(key), sub))
+
+        visit(root, ())
+        self.path_set = frozenset(self.paths)
+        self.optional_paths = frozenset(optional)
+
+
+class ModuleDef(Generic[M]):
+    """The static half of a partitioned Module: types, static attributes and the
+    shape of the graph (shared submodules and cycles as integer back-references).
+
+    Hashable and a pytree without leaves, so it can be a static argument of
+    `jax.jit` or travel through any transform. `merge(state)` rebuilds the Module;
+    `apply(state).method(*args)` runs a method functionally.
+    """
+
+    __slots__ = (
+        "_hash",
+        "_index",
+        "_intermediate_keys",
+        "_keys",
+        "_leaf_keys",
+        "_plan",
+        "_static_fields",
+        "_submodules",
+        "_type",
+    )
+
+    def __init__(
+        self,
+        type: type[M],
+        index: int,
+        submodules: tuple[tuple[str | int, ModuleDef[Any] | int], ...],
+        static_fields: tuple[tuple[str, Any], ...],
+        leaf_keys: tuple[str | int, ...] = (),
+        keys: tuple[str | int, ...] | None = None,
+        intermediate_keys: tuple[str | int, ...] = (),
+    ) -> None:
+        self._type = type
+        self._intermediate_keys = intermediate_keys
+        self._index = index
+        self._submodules = submodules
+        self._static_fields = static_fields
+        self._leaf_keys = leaf_keys
+        if keys is None:
+            keys = tuple(
+                sorted([*leaf_keys, *(k for k, _ in submodules)], key=lambda k: path_sort_key((k,)))
+            )
+        self._keys = keys
+        self._hash: int | None = None  # computed on first use
+        self._plan: _MergePlan | None = None
+
+    @property
+    def type(self) -> type[M]:
+        return self._type
+
+    @property
+    def index(self) -> int:
+        return self._index
+
+    @property
+    def submodules(self) -> tuple[tuple[str | int, ModuleDef[Any] | int], ...]:
+        return self._submodules
+
+    @property
+    def static_fields(self) -> tuple[tuple[str, Any], ...]:
+        return self._static_fields
+
+    @property
+    def leaf_keys(self) -> tuple[str | int, ...]:
+        """The keys of this module's state entries (not of its submodules')."""
+        return self._leaf_keys
+
+    @property
+    def keys(self) -> tuple[str | int, ...]:
+        """Leaf and submodule keys in traversal order."""
+        return self._keys
+
+    @property
+    def intermediate_keys(self) -> tuple[str | int, ...]:
+        """The leaf keys holding `nnx.Intermediate`s: `merge` tolerates their absence."""
+        return self._intermediate_keys
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not _is_moduledef(other):
+            return NotImplemented
+        that = other
+        return (
+            hash(self) == hash(that)
+            and self._type is that._type
+            and self._submodules == that._submodules
+            and self._leaf_keys == that._leaf_keys
+            and self._intermediate_keys == that._intermediate_keys
+            and self._static_fields == that._static_fields
+            # 1, 1.0 and True are ==, but a trace specialised on one is wrong for another
+            and all(
+                type(a) is type(b)
+                for (_, a), (_, b) in zip(self._static_fields, that._static_fields)
+            )
+        )
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            statics = tuple(
+                (name, value.__class__, _hashable(value)) for name, value in self._static_fields
+            )
+            h = self._hash = hash(
+                (self._type, self._submodules, statics, self._leaf_keys, self._intermediate_keys)
+            )
+        return h
+
+    def __repr__(self) -> str:
+        parts = [f"type={self._type.__name__}", f"index={self._index}"]
+        if self._leaf_keys:
+            parts.append(f"leaves={list(self._leaf_keys)}")
+        if self._static_fields:
+            statics = ", ".join(f"{k}={v!r}" for k, v in self._static_fields)
+            parts.append(f"static_fields={{{statics}}}")
+        for key, sub in self._submodules:
+            parts.append(f"{key}={indent(repr(sub))}")
+        return "ModuleDef(\n  " + ",\n  ".join(parts) + "\n)"
+
+    def _get_plan(self) -> _MergePlan:
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = _MergePlan(self)
+        return plan
+
+    def merge(self, state: State[Any], /, *states: State[Any]) -> M:
+        """Build a new Module from this definition and the given State(s).
+
+        Pass every partition (`merge(params, batch_stats)`); for a path present in
+        several, the last State wins. Raises `ValueError` if the states do not fit
+        this ModuleDef (missing or unknown paths), except that missing
+        `nnx.Intermediate` entries are allowed: the module is built without them, as
+        after `pop_state(nnx.Intermediate)`.
+        """
+        return cast(M, unflatten(self, combine_states((state, *states))))
+
+    def apply(self, state: State[Any], /, *states: State[Any]) -> ApplyCaller[M]:
+        """Call a method functionally: `moduledef.apply(state).method(*args)` merges,
+        calls, and returns `(output, Pure(new_state, new_moduledef))`. Attribute and
+        item access chain to any depth: `apply(state).blocks[0].linear(x)`."""
+        from ._pure import ApplyCaller  # _pure builds on ModuleDef
+
+        return ApplyCaller(self, (state, *states), ())
+
+
+def _is_moduledef(x: object) -> TypeIs[ModuleDef[Any]]:
+    return isinstance(x, ModuleDef)
+
+
+def _moduledef_flatten(md: ModuleDef[Any]) -> tuple[tuple[()], ModuleDef[Any]]:
+    return (), md
+
+
+def _moduledef_unflatten(md: ModuleDef[Any], _: Iterable[Any]) -> ModuleDef[Any]:
+    return md
+
+
+register_pytree_node(ModuleDef, _moduledef_flatten, _moduledef_unflatten)
+
+
+def attr_name(key: str | int) -> str:
+    return key if type(key) is str else str(key)
+
+
+def combine_states(states: tuple[Any, ...]) -> dict[Path, Any]:
+    if len(states) == 1:
+        only = states[0]
+        if isinstance(only, State):
+            return only._mapping  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    combined: dict[Path, Any] = {}
+    for s in states:
+        if isinstance(s, State):
+            combined.update(s._mapping)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        elif isinstance(s, tuple):
+            combined.update(combine_states(s))  # pyright: ignore[reportUnknownArgumentType]
+        else:
+            raise TypeError(f"Expected a State or a tuple of States, got {type(s).__name__}")
+    return combined
+
+
+def _fit_error(moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> ValueError:
+    plan = moduledef._get_plan()
+    missing = [p for p in plan.paths if p not in mapping]
+    unknown = [p for p in mapping if p not in plan.path_set]
+    lines = [f"The state does not fit ModuleDef[{moduledef.type.__name__}]:"]
+    if missing:
+        lines.append(f"  missing paths: {missing}")
+    for path in unknown:
+        lines.append(f"  unexpected path {path}: {_why_unknown(moduledef, path)}")
+    lines.append(
+        "Pass every partition to merge (e.g. merge(params, batch_stats, rest)) and use "
+        "the moduledef that was returned together with these states."
+    )
+    return ValueError("\n".join(lines))
+
+
+def _why_unknown(moduledef: ModuleDef[Any], path: Path) -> str:
+    md: ModuleDef[Any] = moduledef
+    root_md = moduledef
+    for depth, key in enumerate(path):
+        subs = dict(md.submodules)
+        where = md.type.__name__ + "".join(f"[{k!r}]" for k in path[:depth])
+        if depth == len(path) - 1:
+            if key in subs:
+                return f"{key!r} is a submodule of {where}, not a state entry"
+            if any(name == key for name, _ in md.static_fields):
+                return f"{key!r} is a static attribute of {where}, not a state entry"
+            return f"{where} has no state entry {key!r}"
+        sub = subs.get(key)
+        if sub is None:
+            return f"{key!r} is not a submodule of {where}"
+        if isinstance(sub, int):
+            sub = _find_index(root_md, sub)
+        md = sub
+    return "empty path"
+
+
+def _find_index(root: ModuleDef[Any], index: int) -> ModuleDef[Any]:
+    stack = [root]
+    while stack:
+        md = stack.pop()
+        if md.index == index:
+            return md
+        stack.extend(s for _, s in md.submodules if isinstance(s, ModuleDef))
+    raise LookupError(index)  # pragma: no cover - indices always refer to built nodes
+
+
+def unflatten(
+    moduledef: ModuleDef[Any], mapping: dict[Path, Any], into: Module | None = None
+) -> Any:
+    """Build the graph `moduledef` describes from `mapping`'s entries; `into`, if
+    given, is used as the root object (it must be of the root's type)."""
+    plan = moduledef._get_plan()
+    leaf_slots = plan.leaf_slots
+    try:
+        values = [mapping[p] for p in plan.paths]
+    except KeyError:
+        leaf_slots, values = _without_intermediates(moduledef, mapping)
+    if len(mapping) != len(values):
+        raise _fit_error(moduledef, mapping)
+    trace = current_trace()
+    modules: list[Module] = []
+    for module_type, _, _ in plan.nodes:
+        module = object.__new__(module_type)
+        init_internals(module, trace)
+        modules.append(module)
+    if into is not None:
+        modules[0] = into
+    for module, (_, statics, links) in zip(modules, plan.nodes):
+        d = vars_of(module)
+        for name, value in statics:
+            d[name] = freeze_static(value)
+        for name, index in links:
+            d[name] = modules[index]
+    for (index, name), value in zip(leaf_slots, values):
+        module = modules[index]
+        if isinstance(value, Node):
+            value = owned_copy(value, module, name)  # pyright: ignore[reportUnknownArgumentType]
+        elif kind_of(value) != NODE:  # e.g. a Python float from a tree_map
+            _refuse_non_state(moduledef, mapping, value, "merge")
+        vars_of(module)[name] = value
+    return modules[0]
+
+
+def _refuse_non_state(
+    moduledef: ModuleDef[Any], mapping: dict[Path, Any], value: Any, who: str
+) -> None:
+    path = next(p for p, v in mapping.items() if v is value)
+    raise TypeError(MSG_NOT_STATE.format(who=who, path=path, type=type(value).__name__))
+
+
+def merge_into(root: Module, moduledef: ModuleDef[Any], states: tuple[State[Any], ...]) -> None:
+    """Make `root` the root of the graph `moduledef` and `states` describe (what
+    `moduledef.merge(*states)` would build, but on this object): `nnx.scan` on
+    `__init__` builds the stacked layers on the real `self` this way."""
+    if type(root) is not moduledef.type:
+        raise TypeError(
+            f"merge_into: a {type(root).__name__} cannot hold a "
+            f"ModuleDef[{moduledef.type.__name__}]"
+        )
+    check_trace(root, "<state>")
+    unflatten(moduledef, combine_states(states), into=root)
+    bump(root)
+    forget_dims(root)
+
+
+def _without_intermediates(
+    moduledef: ModuleDef[Any], mapping: dict[Path, Any]
+) -> tuple[list[tuple[int, str]], list[Any]]:
+    """The leaf slots and values of `mapping` when some paths are missing: allowed
+    only for `nnx.Intermediate` entries (DECISIONS 6), else the fit error."""
+    plan = moduledef._get_plan()
+    slots: list[tuple[int, str]] = []
+    values: list[Any] = []
+    for slot, path in zip(plan.leaf_slots, plan.paths):
+        value = mapping.get(path, MISSING)
+        if value is not MISSING:
+            slots.append(slot)
+            values.append(value)
+        elif path not in plan.optional_paths:
+            raise _fit_error(moduledef, mapping)
+    return slots, values
+
+
+def owned_copy(node: Node[Any], module: Module, name: str) -> Node[Any]:
+    new = node.copy()
+    new._owner = weakref.ref(module)
+    new._name = name
+    return new
