@@ -22,6 +22,7 @@ from ._dataclasses import (
     var_field as var_field,
 )
 from ._errors import ShapeCheckError as ShapeCheckError, TraceContextError as TraceContextError
+from ._eval_shape import eval_shape as eval_shape
 from ._filters import (
     All as All,
     Everything as Everything,
@@ -35,7 +36,10 @@ from ._filters import (
     buffers as buffers,
     to_predicate as to_predicate,
 )
+from ._grad import grad as grad, value_and_grad as value_and_grad
 from ._helpers import Dict as Dict, Sequence as Sequence
+from ._jit import jit as jit
+from ._lift import LiftedCall as LiftedCall
 from ._module import (
     ApplyCaller as ApplyCaller,
     CloneCaller as CloneCaller,
@@ -46,12 +50,17 @@ from ._module import (
 )
 from ._nodes import is_node as is_node, register_node_type as register_node_type
 from ._pytree import Pytree as Pytree
+from ._remat import (
+    Remat as Remat,
+    RematModule as RematModule,
+    RematOptions as RematOptions,
+    remat as remat,
+)
 from ._scan import (
     Scan as Scan,
     ScanModule as ScanModule,
     ScanOptions as ScanOptions,
     scan as scan,
-    vmap as vmap,
 )
 from ._shape_checks import shape_checks as shape_checks
 from ._spmd import (
@@ -63,15 +72,6 @@ from ._spmd import (
     with_logical_partitioning as with_logical_partitioning,
 )
 from ._state import State as State
-from ._transforms import (
-    Remat as Remat,
-    RematModule as RematModule,
-    eval_shape as eval_shape,
-    grad as grad,
-    jit as jit,
-    remat as remat,
-    value_and_grad as value_and_grad,
-)
 from ._variables import (
     BatchStat as BatchStat,
     Cache as Cache,
@@ -87,6 +87,7 @@ from ._variables import (
     variable_type as variable_type,
     with_metadata as with_metadata,
 )
+from ._vmap import vmap as vmap
 from .nn import (
     BatchNorm as BatchNorm,
     Conv as Conv,

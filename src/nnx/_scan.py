@@ -1,32 +1,49 @@
-"""Scan over layers: `nnx.scan` (a lifted `jax.lax.scan`) and `nnx.Scan` (a stack of
-`length` modules built with `jax.vmap`, applied with `nnx.scan`)."""
+"""Scan over layers: `nnx.scan` (a lifted `jax.lax.scan` over a module whose state is
+stacked) and `nnx.Scan` (a stack of `length` modules built with `jax.vmap`, applied with
+`nnx.scan`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, overload
 
 import jax
-import jax.numpy as jnp
-from typing_extensions import ParamSpec, TypeIs
+from typing_extensions import ParamSpec
 
-from ._compat import jax_vmap
-from ._context import Context, ContextDef
-from ._filters import Filter, to_predicate
-from ._module import Module, merge_into, refuse_traced_statics
+from ._compat import (
+    jax_vmap,
+)
+from ._context import Context
+from ._filters import Filter
+from ._lift import (
+    LiftedCall,
+    SplitContext,
+    call_named,
+    is_sequence,
+    is_tuple,
+    leading_sizes,
+    move_axis,
+    tree_map,
+)
+from ._module import (
+    Module,
+    merge_into,
+    refuse_traced_statics,
+)
 from ._spmd import PARTITION_NAME
 from ._state import State
-from ._transforms import LiftedCall, _call_named
-from ._variables import is_node_box, is_variable
+from ._variables import is_variable
 
-__all__ = ["Scan", "ScanModule", "ScanOptions", "scan", "vmap"]
+__all__ = ["Scan", "ScanModule", "ScanOptions", "scan"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 M = TypeVar("M", bound=Module)
+
+
+_lax_scan: Callable[..., Any] = getattr(jax.lax, "scan")  # noqa: B009
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,41 +85,9 @@ class ScanOptions:
         return name
 
 
-def _is_tuple(x: object) -> TypeIs[tuple[Any, ...]]:
-    return isinstance(x, tuple)
-
-
-def _is_sequence(x: object) -> TypeIs[tuple[Any, ...] | list[Any]]:
-    return isinstance(x, (tuple, list))
-
-
-def _names_stream(filter: Filter, name: str) -> bool:
-    """Whether a `split_rngs` filter selects the stream `name`: a name, a tuple of
-    filters, `...` (all), None (none), or a predicate called as `f((name,), name)`."""
-    if filter is None:
-        return False
-    if filter is Ellipsis:
-        return True
-    if isinstance(filter, str):
-        return filter == name
-    if _is_sequence(filter):
-        return any(_names_stream(f, name) for f in filter)
-    return bool(to_predicate(filter)((name,), name))
-
-
-def _named_streams(filter: Filter) -> set[str]:
-    """The stream names a `split_rngs` filter spells out (a name, or names in a tuple
-    or list): each must be a stream of the Context it splits."""
-    if isinstance(filter, str):
-        return {filter}
-    if _is_sequence(filter):
-        return {name for f in filter for name in _named_streams(f)}
-    return set()
-
-
 def _freeze(filter: Filter) -> Filter:
     """Lists become tuples, so that the options are hashable (static)."""
-    if _is_sequence(filter):
+    if is_sequence(filter):
         return tuple(_freeze(f) for f in filter)
     return filter
 
@@ -133,123 +118,16 @@ def _options(
     )
 
 
-_tree_leaves: Callable[[Any], list[Any]] = getattr(jax.tree_util, "tree_leaves")  # noqa: B009
-_tree_map: Callable[..., Any] = getattr(jax.tree_util, "tree_map")  # noqa: B009
-_moveaxis: Callable[[Any, int, int], Any] = getattr(jnp, "moveaxis")  # noqa: B009
-
-
-def _leading(tree: Any, axis: int | None) -> set[int]:
-    if axis is None:
-        return set()
-    sizes: set[int] = {int(x.shape[axis]) for x in _tree_leaves(tree)}
-    return sizes
-
-
-_split_key: Callable[[Any, int], jax.Array] = getattr(jax.random, "split")  # noqa: B009
-_lax_scan: Callable[..., Any] = getattr(jax.lax, "scan")  # noqa: B009
-
-
-def _move(tree: Any, source: int, destination: int) -> Any:
-    if source == destination:
-        return tree
-
-    def move(x: Any) -> Any:
-        return _moveaxis(x, source, destination)
-
-    return _tree_map(move, tree)
-
-
-MSG_UNKNOWN_STREAM: Final = (
-    "{who}: split_rngs={split!r} names the RNG stream(s) {names}, which the Context "
-    "does not have (it has {have}){hint}; every step would get the same keys. Add the "
-    "stream to the Context (nnx.context(params=0, dropout=1)) or fix split_rngs."
-)
-
-
-def _check_named_streams(
-    split_rngs: Filter, have: tuple[str, ...], split: list[str], who: str
-) -> None:
-    """Refuse a `split_rngs` that silently splits nothing: it names streams and the
-    Context has none of them, or a missing name looks like a typo of a stream that
-    is then shared. (Naming streams that are absent is otherwise fine, as in 0.0.8:
-    one set of options often serves an `__init__` whose Context has "params" and a
-    call whose Context has "dropout".)"""
-    named = _named_streams(split_rngs)
-    missing = sorted(named - set(have))
-    if not missing:
-        return
-    shared = [n for n in have if n not in split]
-    typos = {m: difflib.get_close_matches(m, shared, n=1) for m in missing}
-    typos = {m: close for m, close in typos.items() if close}
-    if split and not typos:
-        return
-    hint = "".join(f"; did you mean {close[0]!r} for {m!r}?" for m, close in typos.items())
-    raise ValueError(
-        MSG_UNKNOWN_STREAM.format(
-            who=who, names=missing, have=sorted(have), split=split_rngs, hint=hint
-        )
-    )
-
-
 MSG_SCAN_OUTPUT: Final = (
     "nnx.scan: the scanned function must return a pair (carry, y) (y may be None), "
     "got {got}. Return the new carry and the per-step output: `return carry, y`."
 )
-MSG_BROADCAST_CHANGED: Final = (
-    "nnx.vmap: the function changed {paths}, which is broadcast state (the same for every "
-    "example, not in variable_axes), so the change cannot be written back. Map that "
-    "state with variable_axes={{...: 0}}, or return the new values instead."
-)
 
 
 def _describe_output(out: object) -> str:
-    if _is_tuple(out):
+    if is_tuple(out):
         return f"a tuple of {len(out)}"
     return f"a {type(out).__name__}"
-
-
-def _refuse_broadcast_changes(before: State[Any], after: State[Any]) -> None:
-    """Broadcast state comes back from vmap unmapped: it must be what went in."""
-    changed = [
-        path
-        for path, value in after.items()
-        if path not in before or _raw(value) is not _raw(before[path])
-    ]
-    if changed:
-        raise ValueError(MSG_BROADCAST_CHANGED.format(paths=changed[:5]))
-
-
-def _raw(value: Any) -> Any:
-    return value.value if is_node_box(value) else value
-
-
-class _SplitContext:
-    """A Context split for a mapped or scanned call: the streams `split_rngs` names
-    get one key per step (`split_keys`, mapped over), the others are shared; `ctx(keys)`
-    rebuilds the Context for one step."""
-
-    def __init__(self, ctx: Context | None, split_rngs: Filter, size: int | None, who: str) -> None:
-        self.contextdef: ContextDef | None = None
-        self.split_keys: dict[str, jax.Array] = {}
-        self.shared_keys: dict[str, jax.Array] = {}
-        if ctx is None:
-            return
-        names = [n for n in ctx.rng_names if _names_stream(split_rngs, n)]
-        _check_named_streams(split_rngs, ctx.rng_names, names, who)
-        if names and size is None:
-            raise ValueError(f"{who}: cannot split RNG streams without a size (pass it)")
-        keys, self.contextdef = ctx.partition()
-        for name, key in keys.items():
-            if name in names:
-                self.split_keys[name] = _split_key(key, size or 1)
-            else:
-                self.shared_keys[name] = key
-
-    def add_to(self, kwargs: dict[str, Any], step_keys: dict[str, Any]) -> dict[str, Any]:
-        """`kwargs` with `ctx=` the step's Context, if there is a Context."""
-        if self.contextdef is None:
-            return kwargs
-        return {**kwargs, "ctx": self.contextdef.merge({**self.shared_keys, **step_keys})}
 
 
 def _scan_call(
@@ -266,14 +144,14 @@ def _scan_call(
     states, moduledef = module.partition(*options.filters)
     name = options.partition_name
     axes_states = [
-        _move(_remove_axis(s, axis, name), axis, 0)
+        move_axis(_remove_axis(s, axis, name), axis, 0)
         for s, axis in zip(states[:n_axes], options.axes)
     ]
     broadcast_state, carry_state = states[n_axes], states[n_axes + 1]
-    xs = _move(xs, options.in_axes, 0) if options.in_axes is not None else xs
-    lengths: set[int] = _leading(xs, 0 if options.in_axes is not None else None)
+    xs = move_axis(xs, options.in_axes, 0) if options.in_axes is not None else xs
+    lengths: set[int] = leading_sizes(xs, 0 if options.in_axes is not None else None)
     for s in axes_states:
-        lengths |= _leading(s, 0)
+        lengths |= leading_sizes(s, 0)
     if options.length is not None:
         lengths.add(options.length)
     if len(lengths) != 1:
@@ -286,7 +164,7 @@ def _scan_call(
             )
         )
     (length,) = lengths
-    rngs = _SplitContext(ctx, options.split_rngs, length, "nnx.scan")
+    rngs = SplitContext(ctx, options.split_rngs, length, "nnx.scan")
     xs_in = xs if options.in_axes is not None else None
 
     def body(carry_in: tuple[Any, State[Any]], sliced: tuple[Any, ...]) -> tuple[Any, Any]:
@@ -295,7 +173,7 @@ def _scan_call(
         layer = moduledef.merge(*axes_slices, broadcast_state, carry_state)
         x_arg = x if options.in_axes is not None else xs
         out = fn(layer, user_carry, x_arg, *args, **rngs.add_to(kwargs, step_keys))
-        if not _is_tuple(out) or len(out) != 2:
+        if not is_tuple(out) or len(out) != 2:
             raise TypeError(MSG_SCAN_OUTPUT.format(got=_describe_output(out)))
         new_carry, y = out
         refuse_traced_statics(layer, "nnx.scan")
@@ -310,9 +188,11 @@ def _scan_call(
         reverse=options.reverse,
         unroll=options.unroll,
     )
-    updates = [_add_axis(_move(s, 0, axis), axis, name) for s, axis in zip(new_axes, options.axes)]
+    updates = [
+        _add_axis(move_axis(s, 0, axis), axis, name) for s, axis in zip(new_axes, options.axes)
+    ]
     module.update_state((*updates, carry_state_out))
-    return carry_out, _move(ys, 0, options.out_axes)
+    return carry_out, move_axis(ys, 0, options.out_axes)
 
 
 def _add_axis(state: Any, axis: int, name: str | None) -> Any:
@@ -327,7 +207,7 @@ def _add_axis(state: Any, axis: int, name: str | None) -> Any:
             return x.replace(sharding=tuple(names))
         return x
 
-    return _tree_map(add, state, is_leaf=is_variable)
+    return tree_map(add, state, is_leaf=is_variable)
 
 
 def _remove_axis(state: Any, axis: int, name: str | None) -> Any:
@@ -348,7 +228,7 @@ def _remove_axis(state: Any, axis: int, name: str | None) -> Any:
             return x.replace(sharding=tuple(names))
         return x
 
-    return _tree_map(remove, state, is_leaf=is_variable)
+    return tree_map(remove, state, is_leaf=is_variable)
 
 
 @overload
@@ -488,7 +368,7 @@ def _stacked_init(
             f"{who}: pass length= (the number of layers) to build stacked layers "
             "(variable_axes) or to split RNG streams"
         )
-    rngs = _SplitContext(ctx, options.split_rngs, n, who)
+    rngs = SplitContext(ctx, options.split_rngs, n, who)
 
     def init(step_keys: dict[str, Any]) -> tuple[Any, Any]:
         module = make(rngs.add_to(call_kwargs, step_keys))
@@ -635,114 +515,4 @@ def _factory(cls: type[Scan[Any]], constructor: Callable[..., Any], options: Sca
 
 def _call_method(name: str) -> Callable[..., Any]:
     """`f(layer, *args, **kwargs)` = `layer.<name>(*args, **kwargs)`."""
-    return functools.partial(_call_named, name)
-
-
-# ------------------------------------------------------------------------------------
-# vmap
-
-
-def _per_arg(in_axes: Any, n: int) -> tuple[Any, ...]:
-    return tuple(in_axes) if _is_tuple(in_axes) else (in_axes,) * n
-
-
-def _states_tuple(states: Any) -> tuple[State[Any], ...]:
-    """partition() gives one State for one filter, a tuple for several."""
-    return tuple(states) if _is_tuple(states) else (states,)
-
-
-def _mapped_size(axes_states: list[Any], args: tuple[Any, ...], in_axes: Any) -> int | None:
-    sizes: set[int] = set()
-    for s in axes_states:
-        sizes |= _leading(s, 0)
-    for a, axis in zip(args, _per_arg(in_axes, len(args))):
-        if isinstance(axis, int):
-            sizes |= _leading(a, axis)
-    if len(sizes) > 1:
-        raise ValueError(f"nnx.vmap: mapped inputs have different sizes {sorted(sizes)}")
-    return next(iter(sizes)) if sizes else None
-
-
-@overload
-def vmap(
-    fn: Callable[P, R],
-    /,
-    *,
-    in_axes: int | tuple[Any, ...] | None = 0,
-    out_axes: Any = 0,
-    variable_axes: Mapping[Filter, int] | None = None,
-    split_rngs: Filter = None,
-    axis_size: int | None = None,
-) -> Callable[P, R]: ...
-@overload
-def vmap(
-    fn: None = None,
-    /,
-    *,
-    in_axes: int | tuple[Any, ...] | None = 0,
-    out_axes: Any = 0,
-    variable_axes: Mapping[Filter, int] | None = None,
-    split_rngs: Filter = None,
-    axis_size: int | None = None,
-) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-def vmap(
-    fn: Callable[P, R] | None = None,
-    /,
-    *,
-    in_axes: int | tuple[Any, ...] | None = 0,
-    out_axes: Any = 0,
-    variable_axes: Mapping[Filter, int] | None = None,
-    split_rngs: Filter = None,
-    axis_size: int | None = None,
-) -> Any:
-    """A lifted `jax.vmap`: `vmap(f)(module, *args, ctx=None, **kwargs)`.
-
-    The module's `variable_axes` state is mapped (stacked along the given axis, e.g.
-    an ensemble's parameters); the rest of its state is broadcast and must come back
-    unchanged. `in_axes` maps `args` (an int/None for all, or one per argument).
-    With `ctx=`, the streams named by `split_rngs` give each example its own key,
-    the others are shared. Changes to the mapped state are written back.
-    """
-    axes_map = dict(variable_axes or {})
-
-    def decorate(f: Callable[P, R]) -> Callable[P, R]:
-        body = cast("Callable[..., Any]", f)
-        filters = (*axes_map, ...)
-        axes = tuple(axes_map.values())
-
-        def wrapper(module: Any, *args: Any, ctx: Context | None = None, **kwargs: Any) -> Any:
-            if not isinstance(module, Module):
-                raise TypeError(f"nnx.vmap expects a Module first, got {type(module).__name__}")
-            partitioned, moduledef = module.partition(*filters)
-            states = _states_tuple(partitioned)
-            axes_states = [_move(s, axis, 0) for s, axis in zip(states[:-1], axes)]
-            rest_state = states[-1]
-            size = axis_size or _mapped_size(axes_states, args, in_axes)
-            rngs = _SplitContext(ctx, split_rngs, size, "nnx.vmap (axis_size=)")
-
-            def inner(
-                axes_states: tuple[Any, ...], rest: Any, args: tuple[Any, ...], step_keys: Any
-            ) -> tuple[Any, Any, Any]:
-                layer = moduledef.merge(*axes_states, rest)
-                out = body(layer, *args, **rngs.add_to(kwargs, step_keys))
-                refuse_traced_statics(layer, "nnx.vmap")
-                new_states = _states_tuple(layer.partition(*filters)[0])
-                _refuse_broadcast_changes(rest, new_states[-1])
-                return out, tuple(new_states[:-1]), new_states[-1]
-
-            args_axes = _per_arg(in_axes, len(args))
-            out, new_axes, new_rest = jax_vmap(
-                inner,
-                in_axes=((0,) * len(axes_states), None, args_axes, 0),
-                out_axes=(out_axes, (0,) * len(axes_states), None),
-                axis_size=size,
-            )(tuple(axes_states), rest_state, args, rngs.split_keys)
-            updates = [_move(s, 0, axis) for s, axis in zip(new_axes, axes)]
-            module.update_state((*updates, new_rest))
-            return out
-
-        wrapper.__name__ = getattr(f, "__name__", "vmap")
-        wrapper.__doc__ = getattr(f, "__doc__", None)
-        return cast("Callable[P, R]", wrapper)
-
-    return decorate if fn is None else decorate(fn)
+    return functools.partial(call_named, name)

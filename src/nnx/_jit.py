@@ -1,0 +1,224 @@
+"""`nnx.jit`: `jax.jit` for functions of Modules, keyed on the graph's structure, returning
+only the leaves that changed."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from ._compat import (
+    jax_jit,
+)
+from ._lift import SplitArgs, argnums_tuple, lifted_outputs, rebuild_call, write_back
+from ._module import (
+    GraphSpec,
+    graph_cache,
+)
+
+__all__ = ["jit"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+# ------------------------------------------------------------------------------------
+# jit
+
+
+class _JitStatic:
+    """The hashable part of an `nnx.jit` call: graph spec, module positions, static
+    arguments."""
+
+    __slots__ = ("_hash", "module_slots", "spec", "static_args")
+
+    def __init__(
+        self,
+        spec: GraphSpec | None,
+        module_slots: tuple[int | str, ...],
+        static_args: tuple[tuple[int | str, Any], ...],
+    ) -> None:
+        self.spec = spec
+        self.module_slots = module_slots
+        self.static_args = static_args
+        self._hash = hash(
+            (spec, module_slots, static_args, tuple(v.__class__ for _, v in static_args))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, _JitStatic)
+            and self._hash == other._hash
+            and self.module_slots == other.module_slots
+            and self.static_args == other.static_args
+            and all(
+                type(a) is type(b) for (_, a), (_, b) in zip(self.static_args, other.static_args)
+            )
+            and self.spec == other.spec
+        )
+
+
+@overload
+def jit(
+    fun: Callable[P, R],
+    /,
+    *,
+    stateful: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    **jit_kwargs: Any,
+) -> Callable[P, R]: ...
+@overload
+def jit(
+    fun: None = None,
+    /,
+    *,
+    stateful: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    **jit_kwargs: Any,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def jit(
+    fun: Callable[P, R] | None = None,
+    /,
+    *,
+    stateful: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    **jit_kwargs: Any,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """`jax.jit` for functions of Modules: `nnx.jit(step)(model, x)`.
+
+    Module arguments (top-level, positional or keyword) are split into their state,
+    traced, and every change made inside (new values, new Variables, static
+    attributes) is written back into them after the call; `stateful=False` discards
+    the changes. `ctx=` Contexts are split and rebuilt inside. Retraces when a
+    module's structure, a static attribute, or a leaf's shape/dtype changes. Keeps
+    `fun`'s signature for type checkers; works as a decorator, also on methods.
+    """
+    if fun is None:
+
+        def decorator(f: Callable[P, R]) -> Callable[P, R]:
+            return jit(
+                f,
+                stateful=stateful,
+                static_argnums=static_argnums,
+                static_argnames=static_argnames,
+                **jit_kwargs,
+            )
+
+        return decorator
+    f: Callable[..., Any] = fun
+    static_nums, static_names = _static_slots(
+        f,
+        argnums_tuple(static_argnums),
+        (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames),
+    )
+
+    def inner(
+        static: _JitStatic, leaves: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        args_list = list(args)
+        for slot, value in static.static_args:
+            if isinstance(slot, int):
+                args_list[slot] = value
+            else:
+                kwargs = {**kwargs, slot: value}
+        spec = static.spec
+        root = spec.merge(leaves) if spec is not None else None
+        call_args, call_kwargs = rebuild_call(static.module_slots, root, tuple(args_list), kwargs)
+        out = f(*call_args, **call_kwargs)
+        if root is None or spec is None or not stateful:
+            return out, None
+        return out, lifted_outputs(root, spec, leaves, "nnx.jit")
+
+    if "donate_argnums" in jit_kwargs or "donate_argnames" in jit_kwargs:
+        # a donated leaf that comes back unchanged would leave the module holding a
+        # deleted buffer
+        raise NotImplementedError("nnx.jit does not support buffer donation yet")
+    jitted = jax_jit(inner, static_argnums=(0,), **jit_kwargs)
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        split = SplitArgs(args, kwargs)
+        call_args = list(split.args)
+        static_args: list[tuple[int | str, Any]] = []
+        for i in static_nums:
+            if i < len(call_args):
+                static_args.append((i, _hashable_static(f, i, call_args[i])))
+                call_args[i] = None
+        call_kwargs = split.kwargs
+        for name in static_names:
+            if name in call_kwargs:
+                static_args.append((name, _hashable_static(f, name, call_kwargs[name])))
+                call_kwargs = {k: v for k, v in call_kwargs.items() if k != name}
+        root = split.root
+        if root is None:
+            static = _JitStatic(None, (), tuple(static_args))
+            out, _ = jitted(static, [], tuple(call_args), call_kwargs)
+            return out  # type: ignore[no-any-return]
+        cache = graph_cache(root)
+        spec = cache.get_spec()
+        static = _JitStatic(spec, split.module_slots, tuple(static_args))
+        out, result = jitted(static, cache.raw_leaves(), tuple(call_args), call_kwargs)
+        if result is not None:
+            write_back(root, spec, result)
+        return out  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+def _static_slots(
+    fun: Callable[..., Any], nums: tuple[int, ...], names: tuple[str, ...]
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The positions and names of the static arguments, each completed from the other
+    through `fun`'s signature, as `jax.jit` does: `static_argnums=1` also makes the
+    parameter at position 1 static when it is passed by keyword, and vice versa."""
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):  # no signature: take them as given
+        return tuple(sorted({i for i in nums if i >= 0})), names
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    resolved = {i + len(positional) if i < 0 else i for i in nums}
+    by_keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    more_names = {
+        positional[i].name
+        for i in resolved
+        if 0 <= i < len(positional) and positional[i].kind is by_keyword
+    }
+    more_nums = {i for i, p in enumerate(positional) if p.name in names and p.kind is by_keyword}
+    all_nums = tuple(sorted(i for i in resolved | more_nums if i >= 0))
+    return all_nums, tuple(sorted(set(names) | more_names))
+
+
+MSG_UNHASHABLE_STATIC: Final = (
+    "{fun}: the static argument {which} is a {type}, which is not hashable ({error}). "
+    "Static arguments key the compilation cache: pass a hashable value (a tuple instead "
+    "of a list, a frozen dataclass), or make it an ordinary (traced) argument."
+)
+
+
+def _hashable_static(fun: Callable[..., Any], which: int | str, value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError as e:
+        where = f"at position {which}" if isinstance(which, int) else repr(which)
+        raise TypeError(
+            MSG_UNHASHABLE_STATIC.format(
+                fun=f"nnx.jit({getattr(fun, '__name__', 'function')})",
+                which=where,
+                type=type(value).__name__,
+                error=e,
+            )
+        ) from None
+    return value

@@ -1,0 +1,305 @@
+"""The lifting layer shared by nnx's transforms: splitting the Modules (and Contexts)
+out of a call's arguments into pytrees JAX can trace, rebuilding them inside, and
+writing what changed back into the caller's Modules; RNG streams split per step for
+the mapped transforms (scan, vmap); the `.call` accessor of Scan and Remat."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Any, Final, cast
+
+import jax
+import jax.numpy as jnp
+from typing_extensions import TypeIs
+
+from ._compat import (
+    register_pytree_node,
+)
+from ._context import Context, ContextDef, PureContext
+from ._filters import Filter, to_predicate
+from ._helpers import Sequence as ModuleSequence
+from ._module import (
+    GraphSpec,
+    Module,
+    apply_graph_update,
+    graph_cache,
+    refuse_traced_statics,
+)
+from ._module_object import check_trace
+
+__all__ = [
+    "LiftedCall",
+    "SplitArgs",
+    "SplitContext",
+    "StaticBox",
+    "argnums_tuple",
+    "call_named",
+    "lifted_outputs",
+    "move_axis",
+    "rebuild_call",
+    "write_back",
+]
+
+MSG_EXPECTED_MODULE: Final = (
+    "{transform} expects a Module as its first argument, got {type}. Call it as "
+    "{transform}(f)(model, *args), with f(model, *args)."
+)
+
+
+class StaticBox:
+    """A leafless pytree carrying a hashable value (an output the caller needs
+    but JAX must not trace)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+register_pytree_node(StaticBox, lambda s: ((), s.value), lambda value, _: StaticBox(value))
+
+
+# ------------------------------------------------------------------------------------
+# Splitting the arguments of a lifted call
+
+
+class SplitArgs:
+    """The Modules and Contexts among a call's arguments, split out of them.
+
+    Top-level Module arguments are grouped into one graph (so sharing between them
+    survives), given to JAX as a list of unboxed leaves plus a hashable GraphSpec.
+    """
+
+    __slots__ = ("args", "kwargs", "module_slots", "root")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        slots: list[int | str] = []
+        new_args: list[Any] = []
+        for i, a in enumerate(args):
+            if isinstance(a, Module):
+                slots.append(i)
+                new_args.append(None)
+            elif isinstance(a, Context):
+                new_args.append(a.partition())
+            else:
+                new_args.append(a)
+        new_kwargs: dict[str, Any] = {}
+        for k, a in kwargs.items():
+            if isinstance(a, Module):
+                slots.append(k)
+                new_kwargs[k] = None
+            elif isinstance(a, Context):
+                new_kwargs[k] = a.partition()
+            else:
+                new_kwargs[k] = a
+        self.module_slots = tuple(slots)
+        self.args = tuple(new_args)
+        self.kwargs = new_kwargs
+        modules = [args[s] if isinstance(s, int) else kwargs[s] for s in slots]
+        self.root: Module | None
+        if not modules:
+            self.root = None
+        elif len(modules) == 1:
+            self.root = modules[0]
+        else:
+            self.root = ModuleSequence(modules)
+
+
+def rebuild_call(
+    module_slots: tuple[int | str, ...],
+    root: Module | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[list[Any], dict[str, Any]]:
+    """Put the (rebuilt) modules and Contexts back into the arguments."""
+    full_args = [a.merge() if isinstance(a, PureContext) else a for a in args]
+    full_kwargs = {k: a.merge() if isinstance(a, PureContext) else a for k, a in kwargs.items()}
+    if root is not None:
+        modules = [root] if len(module_slots) == 1 else list(cast(ModuleSequence, root))
+        for slot, module in zip(module_slots, modules):
+            if isinstance(slot, int):
+                full_args[slot] = module
+            else:
+                full_kwargs[slot] = module
+    return full_args, full_kwargs
+
+
+def _changed(old: Sequence[Any], new: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(i for i, (a, b) in enumerate(zip(old, new)) if a is not b)
+
+
+def write_back(root: Module, spec: GraphSpec, result: tuple[Any, ...]) -> None:
+    """Write `(changed values, StaticBox((new_spec | None, changed indices)))` into root."""
+    values, static = result
+    new_spec, indices = static.value
+    if new_spec is None and not indices:
+        return  # nothing changed: reading a module is allowed under any trace
+    check_trace(root, "<state>")
+    if new_spec is None:
+        graph_cache(root).write_raw(indices, values)
+    else:  # the structure changed inside: every leaf came back
+        apply_graph_update(root, new_spec.moduledef, new_spec.state(values))
+
+
+def lifted_outputs(
+    root: Module, spec: GraphSpec, leaves: list[Any], transform: str
+) -> tuple[list[Any], StaticBox]:
+    """What a transformed function returns about its module graph."""
+    refuse_traced_statics(root, transform)
+    cache = graph_cache(root)
+    new_spec = cache.get_spec()
+    new_leaves = cache.raw_leaves()
+    if new_spec == spec:
+        changed = _changed(leaves, new_leaves)
+        return [new_leaves[i] for i in changed], StaticBox((None, changed))
+    return new_leaves, StaticBox((new_spec, tuple(range(len(new_leaves)))))
+
+
+class LiftedCall:
+    """The `.call` accessor of `nnx.Scan` and `nnx.Remat`: `m.call(*args)` runs the
+    wrapped module's `__call__` through the transform, `m.call.method(*args)` its
+    `method`. Accessors compose: `remat_of_scan.call.call(x, None)`."""
+
+    __slots__ = ("_name", "_run")
+
+    def __init__(
+        self, run: Callable[[str, tuple[Any, ...], dict[str, Any]], Any], name: str = "__call__"
+    ) -> None:
+        self._run = run
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(self._name, args, kwargs)
+
+    def __getattr__(self, name: str) -> LiftedCall:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return LiftedCall(self._run, name)
+
+
+def argnums_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
+    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+
+def call_named(name: str, module: Any, *args: Any, **kwargs: Any) -> Any:
+    """`module.<name>(*args, **kwargs)`."""
+    return getattr(module, name)(*args, **kwargs)
+
+
+def is_tuple(x: object) -> TypeIs[tuple[Any, ...]]:
+    return isinstance(x, tuple)
+
+
+def is_sequence(x: object) -> TypeIs[tuple[Any, ...] | list[Any]]:
+    return isinstance(x, (tuple, list))
+
+
+def names_stream(filter: Filter, name: str) -> bool:
+    """Whether a `split_rngs` filter selects the stream `name`: a name, a tuple of
+    filters, `...` (all), None (none), or a predicate called as `f((name,), name)`."""
+    if filter is None:
+        return False
+    if filter is Ellipsis:
+        return True
+    if isinstance(filter, str):
+        return filter == name
+    if is_sequence(filter):
+        return any(names_stream(f, name) for f in filter)
+    return bool(to_predicate(filter)((name,), name))
+
+
+def named_streams(filter: Filter) -> set[str]:
+    """The stream names a `split_rngs` filter spells out (a name, or names in a tuple
+    or list): each must be a stream of the Context it splits."""
+    if isinstance(filter, str):
+        return {filter}
+    if is_sequence(filter):
+        return {name for f in filter for name in named_streams(f)}
+    return set()
+
+
+tree_leaves: Callable[[Any], list[Any]] = getattr(jax.tree_util, "tree_leaves")  # noqa: B009
+tree_map: Callable[..., Any] = getattr(jax.tree_util, "tree_map")  # noqa: B009
+_moveaxis: Callable[[Any, int, int], Any] = getattr(jnp, "moveaxis")  # noqa: B009
+
+
+def leading_sizes(tree: Any, axis: int | None) -> set[int]:
+    if axis is None:
+        return set()
+    sizes: set[int] = {int(x.shape[axis]) for x in tree_leaves(tree)}
+    return sizes
+
+
+_split_key: Callable[[Any, int], jax.Array] = getattr(jax.random, "split")  # noqa: B009
+
+
+def move_axis(tree: Any, source: int, destination: int) -> Any:
+    if source == destination:
+        return tree
+
+    def move(x: Any) -> Any:
+        return _moveaxis(x, source, destination)
+
+    return tree_map(move, tree)
+
+
+MSG_UNKNOWN_STREAM: Final = (
+    "{who}: split_rngs={split!r} names the RNG stream(s) {names}, which the Context "
+    "does not have (it has {have}){hint}; every step would get the same keys. Add the "
+    "stream to the Context (nnx.context(params=0, dropout=1)) or fix split_rngs."
+)
+
+
+def _check_named_streams(
+    split_rngs: Filter, have: tuple[str, ...], split: list[str], who: str
+) -> None:
+    """Refuse a `split_rngs` that silently splits nothing: it names streams and the
+    Context has none of them, or a missing name looks like a typo of a stream that
+    is then shared. (Naming streams that are absent is otherwise fine, as in 0.0.8:
+    one set of options often serves an `__init__` whose Context has "params" and a
+    call whose Context has "dropout".)"""
+    named = named_streams(split_rngs)
+    missing = sorted(named - set(have))
+    if not missing:
+        return
+    shared = [n for n in have if n not in split]
+    typos = {m: difflib.get_close_matches(m, shared, n=1) for m in missing}
+    typos = {m: close for m, close in typos.items() if close}
+    if split and not typos:
+        return
+    hint = "".join(f"; did you mean {close[0]!r} for {m!r}?" for m, close in typos.items())
+    raise ValueError(
+        MSG_UNKNOWN_STREAM.format(
+            who=who, names=missing, have=sorted(have), split=split_rngs, hint=hint
+        )
+    )
+
+
+class SplitContext:
+    """A Context split for a mapped or scanned call: the streams `split_rngs` names
+    get one key per step (`split_keys`, mapped over), the others are shared; `ctx(keys)`
+    rebuilds the Context for one step."""
+
+    def __init__(self, ctx: Context | None, split_rngs: Filter, size: int | None, who: str) -> None:
+        self.contextdef: ContextDef | None = None
+        self.split_keys: dict[str, jax.Array] = {}
+        self.shared_keys: dict[str, jax.Array] = {}
+        if ctx is None:
+            return
+        names = [n for n in ctx.rng_names if names_stream(split_rngs, n)]
+        _check_named_streams(split_rngs, ctx.rng_names, names, who)
+        if names and size is None:
+            raise ValueError(f"{who}: cannot split RNG streams without a size (pass it)")
+        keys, self.contextdef = ctx.partition()
+        for name, key in keys.items():
+            if name in names:
+                self.split_keys[name] = _split_key(key, size or 1)
+            else:
+                self.shared_keys[name] = key
+
+    def add_to(self, kwargs: dict[str, Any], step_keys: dict[str, Any]) -> dict[str, Any]:
+        """`kwargs` with `ctx=` the step's Context, if there is a Context."""
+        if self.contextdef is None:
+            return kwargs
+        return {**kwargs, "ctx": self.contextdef.merge({**self.shared_keys, **step_keys})}

@@ -1,0 +1,218 @@
+"""`nnx.remat` (`jax.checkpoint` for functions of Modules) and `nnx.Remat`, a Module
+whose calls are rematerialized."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from ._compat import (
+    jax_checkpoint,
+)
+from ._lift import (
+    LiftedCall,
+    SplitArgs,
+    StaticBox,
+    argnums_tuple,
+    call_named,
+    lifted_outputs,
+    rebuild_call,
+    write_back,
+)
+from ._module import (
+    GraphSpec,
+    Module,
+    graph_cache,
+)
+
+__all__ = ["Remat", "RematModule", "RematOptions", "remat"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+M = TypeVar("M", bound=Module)
+
+
+# ------------------------------------------------------------------------------------
+# remat
+
+
+@overload
+def remat(
+    fun: Callable[P, R],
+    /,
+    *,
+    prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    policy: Callable[..., bool] | None = None,
+) -> Callable[P, R]: ...
+@overload
+def remat(
+    fun: None = None,
+    /,
+    *,
+    prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    policy: Callable[..., bool] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def remat(
+    fun: Callable[P, R] | None = None,
+    /,
+    *,
+    prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    policy: Callable[..., bool] | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """`jax.checkpoint` for functions of Modules: activations inside are recomputed
+    on the backward pass instead of stored. Module changes are written back.
+
+    `static_argnums` name positional arguments that are Python values, not traced
+    (as for `jax.checkpoint`). On an `__init__`, `remat` leaves it as it is: building
+    a module has no backward pass.
+    """
+    if fun is None:
+
+        def decorator(f: Callable[P, R]) -> Callable[P, R]:
+            return remat(f, prevent_cse=prevent_cse, static_argnums=static_argnums, policy=policy)
+
+        return decorator
+    if getattr(fun, "__name__", None) == "__init__":
+        return fun
+    f: Callable[..., Any] = fun
+    static_positions = argnums_tuple(static_argnums)
+
+    def inner(
+        leaves: list[Any], spec_box: StaticBox, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        spec: GraphSpec | None
+        spec, module_slots, statics = spec_box.value
+        root = spec.merge(leaves) if spec is not None else None
+        call_args, call_kwargs = rebuild_call(module_slots, root, args, kwargs)
+        for i, value in statics:
+            call_args[i] = value
+        out = f(*call_args, **call_kwargs)
+        if root is None or spec is None:
+            return out, None
+        return out, lifted_outputs(root, spec, leaves, "nnx.remat")
+
+    checkpointed = jax_checkpoint(inner, prevent_cse=prevent_cse, policy=policy)
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        statics: tuple[tuple[int, Any], ...] = ()
+        call_args: tuple[Any, ...] = args
+        if static_positions:
+            n = len(args)
+            positions = sorted({i % n for i in static_positions if -n <= i < n})
+            statics = tuple((i, args[i]) for i in positions)
+            call_args = tuple(None if i in positions else a for i, a in enumerate(args))
+        split = SplitArgs(call_args, kwargs)
+        root = split.root
+        if root is None:
+            out, _ = checkpointed([], StaticBox((None, (), statics)), split.args, split.kwargs)
+            return out  # type: ignore[no-any-return]
+        cache = graph_cache(root)
+        spec = cache.get_spec()
+        out, result = checkpointed(
+            cache.raw_leaves(),
+            StaticBox((spec, split.module_slots, statics)),
+            split.args,
+            split.kwargs,
+        )
+        write_back(root, spec, result)
+        return out  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+@dataclasses.dataclass(frozen=True)
+class RematOptions:
+    """The `jax.checkpoint` options of an `nnx.Remat` (static)."""
+
+    prevent_cse: bool = True
+    static_argnums: tuple[int, ...] = ()
+    policy: Callable[..., bool] | None = None
+
+
+class Remat(Module, Generic[M]):
+    """A module whose calls are rematerialized (run under `jax.checkpoint`).
+
+    `nnx.Remat(Block, prevent_cse=True, static_argnums=(), policy=None)` is a
+    constructor: calling it with Block's own arguments builds a Block, held as
+    `remat_module`. Calling the Remat calls the Block under `jax.checkpoint`
+    (activations recomputed on the backward pass); `m.call.method(*args)` runs another
+    method. `static_argnums` count the call's own arguments (0 is the first after the
+    module).
+    """
+
+    module_constructor: Callable[..., M]
+    options: RematOptions
+    remat_module: M
+
+    if TYPE_CHECKING:
+
+        def __new__(  # type: ignore[misc]
+            cls,
+            constructor: Callable[P, M],
+            /,
+            *,
+            prevent_cse: bool = True,
+            static_argnums: int | Sequence[int] = (),
+            policy: Callable[..., bool] | None = None,
+        ) -> Callable[P, Remat[M]]: ...
+
+    else:
+
+        def __new__(cls, *args, **kwargs):
+            if not args and not kwargs:  # copy/pickle: an empty instance
+                return Module.__new__(cls)
+            return _remat_factory(cls, *args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._remat_method("__call__", args, kwargs)
+
+    @property
+    def call(self) -> LiftedCall:
+        """`m.call(*args)` is `m(*args)`; `m.call.method(*args)` runs `method` under
+        `jax.checkpoint`."""
+        return LiftedCall(self._remat_method)
+
+    def _remat_method(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        options = self.options
+        run = remat(
+            functools.partial(call_named, name),
+            prevent_cse=options.prevent_cse,
+            static_argnums=tuple(i + 1 for i in options.static_argnums),
+            policy=options.policy,
+        )
+        return run(self.remat_module, *args, **kwargs)
+
+
+RematModule = Remat
+"""The name nnx used for `Remat` instances before 0.1; an alias."""
+
+
+def _remat_factory(
+    cls: type[Remat[Any]],
+    constructor: Callable[..., Any],
+    /,
+    *,
+    prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    policy: Callable[..., bool] | None = None,
+) -> Callable[..., Remat[Any]]:
+    options = RematOptions(prevent_cse, argnums_tuple(static_argnums), policy)
+
+    def build(*args: Any, **kwargs: Any) -> Remat[Any]:
+        module = Module.__new__(cls)
+        module.module_constructor = constructor
+        module.options = options
+        module.remat_module = constructor(*args, **kwargs)
+        return module
+
+    build.__name__ = f"{cls.__name__}({getattr(constructor, '__name__', 'constructor')})"
+    build.__doc__ = getattr(constructor, "__doc__", None)
+    return build
