@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jaxtyping import Array, Float
 
 import nnx
 
@@ -390,3 +391,25 @@ def test_a_one_argument_predicate_is_told_that_filters_take_path_and_value():
     model = nnx.Linear(2, 2, ctx=nnx.context(0))
     with pytest.raises(TypeError, match=r"takes two arguments: the entry's path"):
         model.filter(lambda value: True)  # type: ignore[arg-type, misc]
+
+
+# ----------------------------------------------------------------------------------
+# one mistake, one error type: the kind is checked before the shape
+
+
+def test_a_variable_of_another_kind_is_the_same_error_with_or_without_annotations():
+    class Plain(nnx.Module):
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.ones(3))
+
+    class Annotated(nnx.Module):
+        w: nnx.Param[Float[Array, " n"]]
+
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.ones(3))
+
+    for model in (Plain(), Annotated()):
+        with pytest.raises(ValueError, match=r"Param") as info:
+            model.w = nnx.BatchStat(jnp.ones(3))
+        assert not isinstance(info.value, nnx.ShapeCheckError)
+        assert type(vars(model)["w"]) is nnx.Param

@@ -212,13 +212,10 @@ def test_repeated_dimension_in_one_annotation():
 
 
 def test_variable_kind_is_checked():
+    # the kind is checked before the shape: the same ValueError as on a plain class
     m = Affine()
     with pytest.raises(
-        nnx.ShapeCheckError,
-        match=re.escape(
-            "Affine.w: expected Param[Float[Array, 'din dout']], got BatchStat[float32[3,4]]"
-        )
-        + r"(.|\n)*not a Param",
+        ValueError, match=r"Cannot assign a BatchStat to Affine\.w, which holds a Param"
     ):
         m.w = nnx.BatchStat(jnp.ones((3, 4)))
     assert type(vars(m)["w"]) is nnx.Param
@@ -537,7 +534,7 @@ def test_batchnorm_statistics():
         + r"(.|\n)*num_features=4",
     ):
         bn.mean = jnp.zeros((5,))
-    with pytest.raises(nnx.ShapeCheckError, match=r"BatchNorm\.mean: (.|\n)*not a BatchStat"):
+    with pytest.raises(ValueError, match=r"Param to BatchNorm\.mean, which holds a BatchStat"):
         bn.mean = nnx.Param(jnp.zeros((4,)))
     with pytest.raises(nnx.ShapeCheckError, match=r"BatchNorm\.var: .*got int32\[4\]"):
         bn.var = jnp.ones((4,), jnp.int32)

@@ -264,8 +264,10 @@ def set_attribute(module: Module, name: str, value: Any) -> None:
     if wrap is not None:
         value = _wrap_field(module, name, wrap, value)
     d = vars_of(module)
-    spec, own = shape_check(module, name, value, d.get(name))
+    # kind first, then shape: a Variable of another kind is the same ValueError on an
+    # annotated class as on a plain one
     container, payload, structural = _prepare_assignment(module, name, value, d)
+    spec, own = shape_check(module, name, value, d.get(name))
     if container is not None:
         container._value = payload
     else:
