@@ -11,7 +11,7 @@ from typing_extensions import Self, TypeVar
 
 from .._compat import current_trace
 from .._filters import Filter, Path, check_filters
-from .._module_object import ModuleObject, bump, check_trace, forget_dims, init_internals, vars_of
+from .._module_object import ModuleObject, bump, check_trace, init_internals, vars_of
 from .._nodes import MODULE, kind_of
 from .._repr import indent, repr_value
 from .._shape_checks import commit
@@ -21,7 +21,13 @@ from .._variables import Container, Node, Variable, is_node_box, is_variable
 from ._graph import flatten_graph, module_items
 from ._moduledef import ModuleDef, combine_states, is_tuple, owned_copy, unflatten
 from ._pure import CloneCaller, Pure
-from ._writes import pop_state_entries, set_attribute, shape_check, update_state_entries
+from ._writes import (
+    apply_deletion,
+    pop_state_entries,
+    set_attribute,
+    shape_check,
+    update_state_entries,
+)
 
 _object_getattribute = object.__getattribute__
 
@@ -81,9 +87,11 @@ class Module(ModuleObject):
 
         def __delattr__(self, name):
             check_trace(self, name)
-            object.__delattr__(self, name)
-            bump(self)
-            forget_dims(self)
+            if name in vars_of(self):
+                apply_deletion(self, name)
+            else:  # a data descriptor's deleter, or AttributeError
+                object.__delattr__(self, name)
+                bump(self)
 
     # -- functional API ---------------------------------------------------------------
     @overload

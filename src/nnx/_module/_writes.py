@@ -268,14 +268,33 @@ def set_attribute(module: Module, name: str, value: Any) -> None:
     # annotated class as on a plain one
     container, payload, structural = _prepare_assignment(module, name, value, d)
     spec, own = shape_check(module, name, value, d.get(name))
+    apply_write(module, name, container, payload, structural)
+    if spec is not None:
+        commit(module, name, own)
+
+
+def apply_write(
+    module: Module, name: str, container: Container[Any] | None, payload: Any, structural: bool
+) -> None:
+    """Carry out a write that `_prepare_assignment` planned (and every check passed):
+    the value into the Variable it lives in, or the new object into the module; a
+    structural change renews the module's version (the caches key on it)."""
     if container is not None:
         container._value = payload
     else:
-        d[name] = payload
+        vars_of(module)[name] = payload
     if structural:
         bump(module)
-    if spec is not None:
-        commit(module, name, own)
+
+
+def apply_deletion(module: Module, name: str) -> None:
+    """Remove attribute `name` (checked beforehand): a removed Variable is owned by
+    no module any more; the version is renewed and the dimension bindings rebuilt."""
+    value = vars_of(module).pop(name)
+    if isinstance(value, Node):
+        value._owner = None
+    bump(module)
+    forget_dims(module)
 
 
 def pop_state_entries(
@@ -304,12 +323,8 @@ def pop_state_entries(
     visit(root, ())
     for module, name, _, _ in found:
         check_trace(module, name)
-    for module, name, _, value in found:
-        del vars_of(module)[name]
-        if isinstance(value, Node):
-            value._owner = None
-        bump(module)
-        forget_dims(module)
+    for module, name, _, _ in found:
+        apply_deletion(module, name)
     states = tuple(State._from_sorted(b) for b in buckets)
     return states[0] if len(states) == 1 else states
 
@@ -355,13 +370,8 @@ def update_state_entries(root: Module, mapping: dict[Path, Any]) -> None:
             raise type(e)(f"update_state at path {path}: {e}") from None
         plans.append((module, name, container, payload, structural))
     for module, name, container, payload, structural in plans:
-        if container is not None:
-            container._value = payload
-        else:
-            vars_of(module)[name] = payload
-        if structural:
-            bump(module)
-        forget_dims(module)
+        apply_write(module, name, container, payload, structural)
+        forget_dims(module)  # written unchecked: rebind on the next checked write
 
 
 def _shape_mismatch(old: ModuleDef[Any], new: ModuleDef[Any], where: str) -> str | None:
@@ -429,10 +439,8 @@ def apply_graph_update(root: Module, new_moduledef: ModuleDef[Any], state: State
             edits.append((module, changed, removed))
         stack.extend(s for _, s in md.submodules if isinstance(s, ModuleDef))
     for module, changed, removed in edits:
-        d = vars_of(module)
         for name in removed:
-            del d[name]
+            apply_deletion(module, name)
         for name, value in changed.items():
-            d[name] = freeze_static(value)
-        bump(module)
+            apply_write(module, name, None, freeze_static(value), structural=True)
     update_state_entries(root, mapping)
