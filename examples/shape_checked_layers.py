@@ -2,9 +2,9 @@
 
     python examples/shape_checked_layers.py
 
-Declares a layer with jaxtyping annotations, then makes three classic mistakes —
-a transposed weight, an int bias, a weight that disagrees with another attribute
-about a dimension — and prints the error each one raises. Finally it shows that
+Declares a layer with jaxtyping annotations, then makes classic mistakes — a
+transposed weight, an int bias, a Variable of the wrong kind, a weight that disagrees
+with another attribute about a dimension — and prints the error each one raises. Finally it shows that
 checks run at trace time under `jax.jit` (no per-call cost) and can be turned off.
 """
 
@@ -31,12 +31,12 @@ class Affine(nnx.Module):
         return (x * self.scale) @ self.w + self.b
 
 
-def show(label: str, mistake: object) -> None:
+def show(label: str, mistake: object, error: type[Exception] = nnx.ShapeCheckError) -> None:
     try:
         assert callable(mistake)
         mistake()
-    except nnx.ShapeCheckError as e:
-        print(f"--- {label}: caught\n{e}\n")
+    except error as e:
+        print(f"--- {label}: caught ({type(e).__name__})\n{e}\n")
     else:
         raise AssertionError(f"{label}: not caught")
 
@@ -46,9 +46,10 @@ def main() -> None:
 
     show("transposed weight", lambda: setattr(layer, "w", jnp.ones((3, 4))))
     show("int bias", lambda: setattr(layer, "b", jnp.zeros((3,), jnp.int32)))
-    show(
-        "BatchStat where a Param is declared",
+    show(  # the kind is checked before the shape: the ValueError of any module
+        "BatchStat where a Param lives",
         lambda: setattr(layer, "b", nnx.BatchStat(jnp.zeros(3))),
+        ValueError,
     )
     show("scale disagrees with w about din", lambda: setattr(layer, "scale", jnp.ones((5,))))
     assert layer.w.shape == (4, 3)  # every failed assignment left the old value
