@@ -4,8 +4,9 @@
 
 Declares a layer with jaxtyping annotations, then makes classic mistakes — a
 transposed weight, an int bias, a Variable of the wrong kind, a weight that disagrees
-with another attribute about a dimension — and prints the error each one raises. Finally it shows that
-checks run at trace time under `jax.jit` (no per-call cost) and can be turned off.
+with another attribute about a dimension — and prints the error each one raises.
+Finally it shows that checks run at trace time under `jax.jit` (no per-call cost) and
+can be turned off.
 """
 
 from __future__ import annotations
