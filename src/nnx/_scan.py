@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast, overload
 
 import jax
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, TypedDict, Unpack
 
 from ._compat import (
     jax_vmap,
@@ -85,6 +85,9 @@ class ScanOptions:
         return name
 
 
+_DEFAULT_OPTIONS: Final = ScanOptions()
+
+
 def _freeze(filter: Filter) -> Filter:
     """Lists become tuples, so that the options are hashable (static)."""
     if is_sequence(filter):
@@ -92,30 +95,44 @@ def _freeze(filter: Filter) -> Filter:
     return filter
 
 
-def _options(
-    variable_axes: Mapping[Filter, int] | None,
-    variable_broadcast: Filter,
-    variable_carry: Filter,
-    split_rngs: Filter,
-    in_axes: int | None,
-    out_axes: int,
-    length: int | None,
-    reverse: bool,
-    unroll: int,
-    metadata_params: Mapping[str, Any] | None = None,
-) -> ScanOptions:
-    return ScanOptions(
-        tuple((_freeze(f), axis) for f, axis in (variable_axes or {}).items()),
-        _freeze(variable_broadcast),
-        _freeze(variable_carry),
-        _freeze(split_rngs),
-        in_axes,
-        out_axes,
-        length,
-        reverse,
-        unroll,
-        tuple(sorted((metadata_params or {}).items())),
-    )
+class ScanKwargs(TypedDict, total=False):
+    """The options `nnx.scan` and `nnx.Scan` take as keywords; their meaning and
+    defaults are `ScanOptions`'s."""
+
+    variable_axes: Mapping[Filter, int] | None
+    variable_broadcast: Filter
+    variable_carry: Filter
+    split_rngs: Filter
+    in_axes: int | None
+    out_axes: int
+    length: int | None
+    reverse: bool
+    unroll: int
+    metadata_params: Mapping[str, Any] | None
+
+
+_OPTION_NAMES: Final = frozenset(ScanKwargs.__annotations__)
+
+
+def _options(kwargs: ScanKwargs, who: str) -> ScanOptions:
+    """The ScanOptions of these keywords (defaults: ScanOptions's own), with filters
+    made hashable: the options are a static attribute of `nnx.Scan`."""
+    unknown = sorted(set(kwargs) - _OPTION_NAMES)
+    if unknown:
+        raise TypeError(
+            f"{who}: unknown option(s) {unknown}; the options are {sorted(_OPTION_NAMES)}"
+        )
+    given: dict[str, Any] = dict(kwargs)
+    if "variable_axes" in given:
+        axes: Mapping[Filter, int] = given["variable_axes"] or {}
+        given["variable_axes"] = tuple((_freeze(f), axis) for f, axis in axes.items())
+    if "metadata_params" in given:
+        params: Mapping[str, Any] = given["metadata_params"] or {}
+        given["metadata_params"] = tuple(sorted(params.items()))
+    for name in ("variable_broadcast", "variable_carry", "split_rngs"):
+        if name in given:
+            given[name] = _freeze(given[name])
+    return dataclasses.replace(_DEFAULT_OPTIONS, **given)
 
 
 MSG_SCAN_OUTPUT: Final = (
@@ -233,53 +250,18 @@ def _remove_axis(state: Any, axis: int, name: str | None) -> Any:
 
 @overload
 def scan(
-    fn: Callable[P, R],
-    /,
-    *,
-    variable_axes: Mapping[Filter, int] | None = None,
-    variable_broadcast: Filter = None,
-    variable_carry: Filter = ...,
-    split_rngs: Filter = None,
-    in_axes: int | None = 0,
-    out_axes: int = 0,
-    length: int | None = None,
-    reverse: bool = False,
-    unroll: int = 1,
-    metadata_params: Mapping[str, Any] | None = None,
-    is_init: bool | None = None,
+    fn: Callable[P, R], /, *, is_init: bool | None = None, **options: Unpack[ScanKwargs]
 ) -> Callable[P, R]: ...
 @overload
 def scan(
-    fn: None = None,
-    /,
-    *,
-    variable_axes: Mapping[Filter, int] | None = None,
-    variable_broadcast: Filter = None,
-    variable_carry: Filter = ...,
-    split_rngs: Filter = None,
-    in_axes: int | None = 0,
-    out_axes: int = 0,
-    length: int | None = None,
-    reverse: bool = False,
-    unroll: int = 1,
-    metadata_params: Mapping[str, Any] | None = None,
-    is_init: bool | None = None,
+    fn: None = None, /, *, is_init: bool | None = None, **options: Unpack[ScanKwargs]
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def scan(
     fn: Callable[P, R] | None = None,
     /,
     *,
-    variable_axes: Mapping[Filter, int] | None = None,
-    variable_broadcast: Filter = None,
-    variable_carry: Filter = ...,
-    split_rngs: Filter = None,
-    in_axes: int | None = 0,
-    out_axes: int = 0,
-    length: int | None = None,
-    reverse: bool = False,
-    unroll: int = 1,
-    metadata_params: Mapping[str, Any] | None = None,
     is_init: bool | None = None,
+    **options: Unpack[ScanKwargs],
 ) -> Any:
     """A lifted `jax.lax.scan` over a module whose state is stacked ("scan over layers").
 
@@ -294,18 +276,7 @@ def scan(
     initialized by the decorated `__init__` (with its own keys from the `split_rngs`
     streams of `ctx=`), their `variable_axes` state stacked, all on the real `self`.
     """
-    options = _options(
-        variable_axes,
-        variable_broadcast,
-        variable_carry,
-        split_rngs,
-        in_axes,
-        out_axes,
-        length,
-        reverse,
-        unroll,
-        metadata_params,
-    )
+    scan_options = _options(options, "nnx.scan")
 
     def decorate(f: Callable[P, R]) -> Callable[P, R]:
         body = cast("Callable[..., Any]", f)
@@ -319,7 +290,7 @@ def scan(
                     body(fresh, *args, **step_kwargs)
                     return fresh
 
-                states, moduledef = _stacked_init(options, make, kwargs, "nnx.scan(__init__)")
+                states, moduledef = _stacked_init(scan_options, make, kwargs, "nnx.scan(__init__)")
                 merge_into(self, moduledef, states)
 
             wrapper: Callable[..., Any] = functools.wraps(f)(init_wrapper)
@@ -335,7 +306,7 @@ def scan(
             ) -> Any:
                 if not isinstance(module, Module):
                     raise TypeError(f"nnx.scan expects a Module first, got {type(module).__name__}")
-                return _scan_call(options, body, module, carry, xs, args, kwargs, ctx)
+                return _scan_call(scan_options, body, module, carry, xs, args, kwargs, ctx)
 
             wrapper = functools.wraps(f)(scan_wrapper)
         return cast("Callable[P, R]", wrapper)
@@ -406,20 +377,7 @@ class Scan(Module, Generic[M]):
     if TYPE_CHECKING:
 
         def __new__(  # type: ignore[misc]
-            cls,
-            constructor: Callable[P, M],
-            /,
-            *,
-            variable_axes: Mapping[Filter, int] | None = None,
-            variable_broadcast: Filter = None,
-            variable_carry: Filter = ...,
-            split_rngs: Filter = None,
-            in_axes: int | None = 0,
-            out_axes: int = 0,
-            length: int | None = None,
-            reverse: bool = False,
-            unroll: int = 1,
-            metadata_params: Mapping[str, Any] | None = None,
+            cls, constructor: Callable[P, M], /, **options: Unpack[ScanKwargs]
         ) -> Callable[P, Scan[M]]: ...
 
     else:
@@ -433,7 +391,7 @@ class Scan(Module, Generic[M]):
                     f"nnx.{cls.__name__}(constructor, **options) takes the options as "
                     "keywords; the layer's own arguments go to the constructor it returns"
                 )
-            return _factory(cls, constructor, _options(**_scan_options(kwargs)))
+            return _factory(cls, constructor, _options(kwargs, f"nnx.{cls.__name__}"))
 
     def __call__(
         self, carry: Any, xs: Any, *args: Any, ctx: Context | None = None, **kwargs: Any
@@ -459,40 +417,6 @@ class Scan(Module, Generic[M]):
 
 ScanModule = Scan
 """The name nnx used for `Scan` instances before 0.1; an alias."""
-
-_SCAN_OPTION_NAMES: Final = (
-    "variable_axes",
-    "variable_broadcast",
-    "variable_carry",
-    "split_rngs",
-    "in_axes",
-    "out_axes",
-    "length",
-    "reverse",
-    "unroll",
-    "metadata_params",
-)
-_SCAN_DEFAULTS: Final[dict[str, Any]] = {
-    "variable_axes": None,
-    "variable_broadcast": None,
-    "variable_carry": ...,
-    "split_rngs": None,
-    "in_axes": 0,
-    "out_axes": 0,
-    "length": None,
-    "reverse": False,
-    "unroll": 1,
-    "metadata_params": None,
-}
-
-
-def _scan_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(kwargs) - set(_SCAN_OPTION_NAMES))
-    if unknown:
-        raise TypeError(
-            f"nnx.Scan: unknown option(s) {unknown}; the options are {list(_SCAN_OPTION_NAMES)}"
-        )
-    return {**_SCAN_DEFAULTS, **kwargs}
 
 
 def _factory(cls: type[Scan[Any]], constructor: Callable[..., Any], options: ScanOptions) -> Any:
