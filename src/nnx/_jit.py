@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
@@ -102,24 +102,52 @@ def jit(
     module's structure, a static attribute, or a leaf's shape/dtype changes. Keeps
     `fun`'s signature for type checkers; works as a decorator, also on methods.
     """
-    if fun is None:
-
-        def decorator(f: Callable[P, R]) -> Callable[P, R]:
-            return jit(
-                f,
-                stateful=stateful,
-                static_argnums=static_argnums,
-                static_argnames=static_argnames,
-                **jit_kwargs,
-            )
-
-        return decorator
+    if fun is None:  # used as @nnx.jit(...)
+        options = dict(stateful=stateful, static_argnums=static_argnums, **jit_kwargs)
+        decorator = functools.partial(jit, static_argnames=static_argnames, **options)
+        return cast("Callable[[Callable[P, R]], Callable[P, R]]", decorator)
     f: Callable[..., Any] = fun
     static_nums, static_names = _static_slots(
         f,
         argnums_tuple(static_argnums),
         (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames),
     )
+
+    inner = _traced(f, stateful)
+
+    if "donate_argnums" in jit_kwargs or "donate_argnames" in jit_kwargs:
+        # a donated leaf that comes back unchanged would leave the module holding a
+        # deleted buffer
+        raise NotImplementedError("nnx.jit does not support buffer donation yet")
+    jitted = jax_jit(inner, static_argnums=(0,), **jit_kwargs)
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        split = SplitArgs(args, kwargs)
+        call_args, call_kwargs, static_args = _take_static(
+            f, split.args, split.kwargs, static_nums, static_names
+        )
+        root = split.root
+        if root is None:
+            static = _JitStatic(None, (), tuple(static_args))
+            out, _ = jitted(static, [], tuple(call_args), call_kwargs)
+            return out  # type: ignore[no-any-return]
+        cache = graph_cache(root)
+        spec = cache.get_spec()
+        static = _JitStatic(spec, split.module_slots, tuple(static_args))
+        out, result = jitted(static, cache.raw_leaves(), tuple(call_args), call_kwargs)
+        if result is not None:
+            write_back(root, spec, result)
+        return out  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+def _traced(
+    f: Callable[..., Any], stateful: bool
+) -> Callable[[_JitStatic, list[Any], tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]:
+    """The function `jax.jit` traces: rebuild the modules from their leaves and the
+    static arguments, call `f`, and return its output with what changed."""
 
     def inner(
         static: _JitStatic, leaves: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -138,40 +166,29 @@ def jit(
             return out, None
         return out, lifted_outputs(root, spec, leaves, "nnx.jit")
 
-    if "donate_argnums" in jit_kwargs or "donate_argnames" in jit_kwargs:
-        # a donated leaf that comes back unchanged would leave the module holding a
-        # deleted buffer
-        raise NotImplementedError("nnx.jit does not support buffer donation yet")
-    jitted = jax_jit(inner, static_argnums=(0,), **jit_kwargs)
+    return inner
 
-    @functools.wraps(f)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        split = SplitArgs(args, kwargs)
-        call_args = list(split.args)
-        static_args: list[tuple[int | str, Any]] = []
-        for i in static_nums:
-            if i < len(call_args):
-                static_args.append((i, _hashable_static(f, i, call_args[i])))
-                call_args[i] = None
-        call_kwargs = split.kwargs
-        for name in static_names:
-            if name in call_kwargs:
-                static_args.append((name, _hashable_static(f, name, call_kwargs[name])))
-                call_kwargs = {k: v for k, v in call_kwargs.items() if k != name}
-        root = split.root
-        if root is None:
-            static = _JitStatic(None, (), tuple(static_args))
-            out, _ = jitted(static, [], tuple(call_args), call_kwargs)
-            return out  # type: ignore[no-any-return]
-        cache = graph_cache(root)
-        spec = cache.get_spec()
-        static = _JitStatic(spec, split.module_slots, tuple(static_args))
-        out, result = jitted(static, cache.raw_leaves(), tuple(call_args), call_kwargs)
-        if result is not None:
-            write_back(root, spec, result)
-        return out  # type: ignore[no-any-return]
 
-    return wrapper
+def _take_static(
+    f: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    static_nums: tuple[int, ...],
+    static_names: tuple[str, ...],
+) -> tuple[list[Any], dict[str, Any], list[tuple[int | str, Any]]]:
+    """Take the static arguments out of a call: `(args, kwargs, [(slot, value)])`."""
+    call_args = list(args)
+    static_args: list[tuple[int | str, Any]] = []
+    for i in static_nums:
+        if i < len(call_args):
+            static_args.append((i, _hashable_static(f, i, call_args[i])))
+            call_args[i] = None
+    call_kwargs = kwargs
+    for name in static_names:
+        if name in call_kwargs:
+            static_args.append((name, _hashable_static(f, name, call_kwargs[name])))
+            call_kwargs = {k: v for k, v in call_kwargs.items() if k != name}
+    return call_args, call_kwargs, static_args
 
 
 def _static_slots(

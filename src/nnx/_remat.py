@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
@@ -73,42 +73,21 @@ def remat(
     (as for `jax.checkpoint`). On an `__init__`, `remat` leaves it as it is: building
     a module has no backward pass.
     """
-    if fun is None:
-
-        def decorator(f: Callable[P, R]) -> Callable[P, R]:
-            return remat(f, prevent_cse=prevent_cse, static_argnums=static_argnums, policy=policy)
-
-        return decorator
+    if fun is None:  # used as @nnx.remat(...)
+        options = dict(prevent_cse=prevent_cse, static_argnums=static_argnums, policy=policy)
+        return cast(
+            "Callable[[Callable[P, R]], Callable[P, R]]", functools.partial(remat, **options)
+        )
     if getattr(fun, "__name__", None) == "__init__":
         return fun
     f: Callable[..., Any] = fun
     static_positions = argnums_tuple(static_argnums)
 
-    def inner(
-        leaves: list[Any], spec_box: StaticBox, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[Any, Any]:
-        spec: GraphSpec | None
-        spec, module_slots, statics = spec_box.value
-        root = spec.merge(leaves) if spec is not None else None
-        call_args, call_kwargs = rebuild_call(module_slots, root, args, kwargs)
-        for i, value in statics:
-            call_args[i] = value
-        out = f(*call_args, **call_kwargs)
-        if root is None or spec is None:
-            return out, None
-        return out, lifted_outputs(root, spec, leaves, "nnx.remat")
-
-    checkpointed = jax_checkpoint(inner, prevent_cse=prevent_cse, policy=policy)
+    checkpointed = jax_checkpoint(_traced(f), prevent_cse=prevent_cse, policy=policy)
 
     @functools.wraps(f)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        statics: tuple[tuple[int, Any], ...] = ()
-        call_args: tuple[Any, ...] = args
-        if static_positions:
-            n = len(args)
-            positions = sorted({i % n for i in static_positions if -n <= i < n})
-            statics = tuple((i, args[i]) for i in positions)
-            call_args = tuple(None if i in positions else a for i, a in enumerate(args))
+        call_args, statics = _take_static(args, static_positions)
         split = SplitArgs(call_args, kwargs)
         root = split.root
         if root is None:
@@ -126,6 +105,41 @@ def remat(
         return out  # type: ignore[no-any-return]
 
     return wrapper
+
+
+def _traced(
+    f: Callable[..., Any],
+) -> Callable[[list[Any], StaticBox, tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]:
+    """The function `jax.checkpoint` traces: rebuild the modules and the static
+    arguments, call `f`, and return its output with what changed."""
+
+    def inner(
+        leaves: list[Any], spec_box: StaticBox, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        spec: GraphSpec | None
+        spec, module_slots, statics = spec_box.value
+        root = spec.merge(leaves) if spec is not None else None
+        call_args, call_kwargs = rebuild_call(module_slots, root, args, kwargs)
+        for i, value in statics:
+            call_args[i] = value
+        out = f(*call_args, **call_kwargs)
+        if root is None or spec is None:
+            return out, None
+        return out, lifted_outputs(root, spec, leaves, "nnx.remat")
+
+    return inner
+
+
+def _take_static(
+    args: tuple[Any, ...], positions: tuple[int, ...]
+) -> tuple[tuple[Any, ...], tuple[tuple[int, Any], ...]]:
+    """`(args with the static ones blanked, ((position, value), ...))`."""
+    if not positions:
+        return args, ()
+    n = len(args)
+    chosen = sorted({i % n for i in positions if -n <= i < n})
+    statics = tuple((i, args[i]) for i in chosen)
+    return tuple(None if i in chosen else a for i, a in enumerate(args)), statics
 
 
 @dataclasses.dataclass(frozen=True)
