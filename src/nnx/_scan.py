@@ -166,21 +166,7 @@ def _scan_call(
     ]
     broadcast_state, carry_state = states[n_axes], states[n_axes + 1]
     xs = move_axis(xs, options.in_axes, 0) if options.in_axes is not None else xs
-    lengths: set[int] = leading_sizes(xs, 0 if options.in_axes is not None else None)
-    for s in axes_states:
-        lengths |= leading_sizes(s, 0)
-    if options.length is not None:
-        lengths.add(options.length)
-    if len(lengths) != 1:
-        raise ValueError(
-            "nnx.scan: cannot tell the scan length: "
-            + (
-                f"the stacked state and inputs disagree ({sorted(lengths)})"
-                if lengths
-                else "nothing is stacked; pass length="
-            )
-        )
-    (length,) = lengths
+    length = _scan_length(options, xs, axes_states)
     rngs = SplitContext(ctx, options.split_rngs, length, "nnx.scan")
     xs_in = xs if options.in_axes is not None else None
 
@@ -210,6 +196,26 @@ def _scan_call(
     ]
     module.update_state((*updates, carry_state_out))
     return carry_out, move_axis(ys, 0, options.out_axes)
+
+
+def _scan_length(options: ScanOptions, xs: Any, axes_states: list[Any]) -> int:
+    """The one length the stacked state, the scanned inputs and `length=` agree on."""
+    lengths: set[int] = leading_sizes(xs, 0 if options.in_axes is not None else None)
+    for s in axes_states:
+        lengths |= leading_sizes(s, 0)
+    if options.length is not None:
+        lengths.add(options.length)
+    if len(lengths) != 1:
+        raise ValueError(
+            "nnx.scan: cannot tell the scan length: "
+            + (
+                f"the stacked state and inputs disagree ({sorted(lengths)})"
+                if lengths
+                else "nothing is stacked; pass length="
+            )
+        )
+    (length,) = lengths
+    return length
 
 
 def _add_axis(state: Any, axis: int, name: str | None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, cast, overload
 
@@ -151,8 +152,6 @@ def vmap(
             module.update_state((*updates, new_rest))
             return out
 
-        wrapper.__name__ = getattr(f, "__name__", "vmap")
-        wrapper.__doc__ = getattr(f, "__doc__", None)
-        return cast("Callable[P, R]", wrapper)
+        return cast("Callable[P, R]", functools.wraps(f)(wrapper))
 
     return decorate if fn is None else decorate(fn)

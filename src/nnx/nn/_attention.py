@@ -136,24 +136,7 @@ class MultiHeadAttention(Module):
         value = self._heads(self.value(inputs_kv))
         q_len = query.shape[-3]
         if decode:
-            if "cache_index" not in vars(self):
-                raise ValueError(
-                    "MultiHeadAttention: decode=True needs a cache; call "
-                    "init_cache(batch_size, max_length) first"
-                )
-            index: jax.Array = self.cache_index
-            start = (0, index, 0, 0)
-            self.cached_key = _dynamic_update_slice(
-                self.cached_key, key.astype(self.cached_key.dtype), start
-            )
-            self.cached_value = _dynamic_update_slice(
-                self.cached_value, value.astype(self.cached_value.dtype), start
-            )
-            self.cache_index = index + q_len
-            key, value = self.cached_key, self.cached_value
-            # query i (at position index + i) may attend to keys at positions <= its own
-            positions = jnp.expand_dims(jnp.add(index, jnp.arange(q_len)), 1)
-            allowed = jnp.less_equal(jnp.expand_dims(jnp.arange(key.shape[-3]), 0), positions)
+            key, value, allowed = self._decode_step(key, value, q_len)
             mask = allowed if mask is None else jnp.logical_and(mask, allowed)
         elif causal:
             kv_len = key.shape[-3]
@@ -180,3 +163,28 @@ class MultiHeadAttention(Module):
             ctx=ctx,
         )
         return self.out(reshape(out, (*out.shape[:-2], self.num_heads * self.head_dim)))
+
+    def _decode_step(
+        self, key: jax.Array, value: jax.Array, q_len: int
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Write this step's keys and values into the cache: `(all cached keys, all
+        cached values, the mask of what each new query may attend to)`."""
+        if "cache_index" not in vars(self):
+            raise ValueError(
+                "MultiHeadAttention: decode=True needs a cache; call "
+                "init_cache(batch_size, max_length) first"
+            )
+        index: jax.Array = self.cache_index
+        start = (0, index, 0, 0)
+        self.cached_key = _dynamic_update_slice(
+            self.cached_key, key.astype(self.cached_key.dtype), start
+        )
+        self.cached_value = _dynamic_update_slice(
+            self.cached_value, value.astype(self.cached_value.dtype), start
+        )
+        self.cache_index = index + q_len
+        # query i (at position index + i) may attend to keys at positions <= its own
+        positions = jnp.expand_dims(jnp.add(index, jnp.arange(q_len)), 1)
+        cached_len = self.cached_key.shape[-3]
+        allowed = jnp.less_equal(jnp.expand_dims(jnp.arange(cached_len), 0), positions)
+        return self.cached_key, self.cached_value, allowed
