@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from typing import TYPE_CHECKING
 
 from . import checkpoints as checkpoints, nn as nn
+from ._collections import Dict as Dict, Sequence as Sequence
 from ._compat import TraceState as TraceState
 from ._context import (
     Context as Context,
@@ -37,7 +38,6 @@ from ._filters import (
     to_predicate as to_predicate,
 )
 from ._grad import grad as grad, value_and_grad as value_and_grad
-from ._helpers import Dict as Dict, Sequence as Sequence
 from ._jit import jit as jit
 from ._lift import LiftedCall as LiftedCall
 from ._module import (

@@ -13,12 +13,12 @@ import jax
 import jax.numpy as jnp
 from typing_extensions import TypeIs
 
+from ._collections import Sequence as ModuleSequence
 from ._compat import (
     register_pytree_node,
 )
 from ._context import Context, ContextDef, PureContext
 from ._filters import Filter, to_predicate
-from ._helpers import Sequence as ModuleSequence
 from ._module import (
     GraphSpec,
     Module,

@@ -7,6 +7,7 @@ is filled on first sight of each type and cleared when the registry changes.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Final
 
 import jax
@@ -20,17 +21,28 @@ __all__ = ["is_node", "register_node_type"]
 
 _node_types: tuple[type[Any], ...] = (jax.Array, np.ndarray, jax.ShapeDtypeStruct, Node)
 
-# Attribute kinds, as returned by `kind_of_type`.
-STATIC: Final = 0
-NODE: Final = 1  # a raw array or other registered node: a State leaf as is
-CONTAINER_NODE: Final = 2  # a Node/Variable: a State leaf, copied across boundaries
-MODULE: Final = 3
-STATIC_CONTAINER: Final = 4  # an nnx.Static: static, read unboxed
-MUTABLE_STATIC: Final = 5  # a list, dict, set or bytearray: static, snapshotted
+
+class Kind(enum.IntEnum):
+    """What an attribute value is to the graph traversal (`kind_of`)."""
+
+    STATIC = 0  # any other value: part of the ModuleDef, compared by equality
+    ARRAY = 1  # a raw array or another registered node type: a State leaf as is
+    BOXED_NODE = 2  # a Node/Variable box: a State leaf, copied across boundaries
+    MODULE = 3  # a submodule: traversed
+    BOXED_STATIC = 4  # an nnx.Static box: static, read unboxed
+    MUTABLE_STATIC = 5  # a list, dict, set or bytearray: static, snapshotted
+
+
+STATIC: Final = Kind.STATIC
+ARRAY: Final = Kind.ARRAY
+BOXED_NODE: Final = Kind.BOXED_NODE
+MODULE: Final = Kind.MODULE
+BOXED_STATIC: Final = Kind.BOXED_STATIC
+MUTABLE_STATIC: Final = Kind.MUTABLE_STATIC
 
 _MUTABLE_STATIC_TYPES: Final = (list, dict, set, bytearray)
 
-_kind_cache: dict[type[Any], int] = {}
+_kind_cache: dict[type[Any], Kind] = {}
 
 
 def _is_class(x: object) -> bool:
@@ -52,18 +64,18 @@ def is_node(x: Any) -> bool:
     return isinstance(x, _node_types)
 
 
-def kind_of_type(tp: type[Any]) -> int:
+def kind_of_type(tp: type[Any]) -> Kind:
     kind = _kind_cache.get(tp)
     if kind is None:
         if issubclass(tp, ModuleObject):
             kind = MODULE
         elif issubclass(tp, Node):
-            kind = CONTAINER_NODE
+            kind = BOXED_NODE
         elif issubclass(tp, Container):
-            kind = STATIC_CONTAINER
+            kind = BOXED_STATIC
         elif issubclass(tp, _node_types) or issubclass(tp, Tracer):
             # jax.Array accepts tracers through an instance check, not by subclass
-            kind = NODE
+            kind = ARRAY
         elif issubclass(tp, _MUTABLE_STATIC_TYPES):
             kind = MUTABLE_STATIC
         else:
@@ -72,7 +84,7 @@ def kind_of_type(tp: type[Any]) -> int:
     return kind
 
 
-def kind_of(x: object) -> int:
+def kind_of(x: object) -> Kind:
     kind = _kind_cache.get(type(x))
     if kind is None:
         kind = kind_of_type(type(x))

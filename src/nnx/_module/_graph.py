@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _nodes
 from .._filters import Path
 from .._module_object import cache_slot, layout_slot, vars_of, version_slot
-from .._nodes import CONTAINER_NODE, MODULE, MUTABLE_STATIC, STATIC, STATIC_CONTAINER, kind_of
+from .._nodes import BOXED_NODE, BOXED_STATIC, MODULE, MUTABLE_STATIC, STATIC, Kind, kind_of
 from .._state import State
 from .._variables import Intermediate, Node
 from ._moduledef import MISSING, ModuleDef, attr_name, combine_states, unflatten
@@ -199,7 +199,7 @@ class _Layout:
         kinds = _nodes._kind_cache
         d = vars_of(module)
         statics: list[tuple[str, Any]] = []
-        entries: list[tuple[str | int, str, int]] = []
+        entries: list[tuple[str | int, str, Kind]] = []
         keys: list[str | int] = []
         leaf_keys: list[str | int] = []
         intermediate_keys: list[str | int] = []
@@ -209,7 +209,7 @@ class _Layout:
             kind = kinds.get(value.__class__)
             if kind is None:
                 kind = kind_of(value)
-            if kind in (STATIC, STATIC_CONTAINER):
+            if kind in (STATIC, BOXED_STATIC):
                 statics.append((name, value))
             elif kind == MUTABLE_STATIC:  # snapshot lists/dicts/sets: a ModuleDef is frozen
                 value = copy.deepcopy(value)
@@ -275,7 +275,7 @@ def _build_graph_cache(root: Module) -> _GraphCache:
                 submodules.append((key, visit(d[name], prefix + (key,))))  # noqa: RUF005 - faster
             else:
                 paths.append(prefix + (key,))  # noqa: RUF005 - faster
-                leaf_slots.append((d, name, kind == CONTAINER_NODE))
+                leaf_slots.append((d, name, kind == BOXED_NODE))
         return ModuleDef(
             type(module),
             index,

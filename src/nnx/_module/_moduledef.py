@@ -13,7 +13,7 @@ from typing_extensions import TypeIs, TypeVar
 from .._compat import current_trace, register_pytree_node
 from .._filters import Path
 from .._module_object import bump, check_trace, forget_dims, init_internals, vars_of
-from .._nodes import NODE, kind_of
+from .._nodes import ARRAY, kind_of
 from .._repr import indent
 from .._state import State, path_sort_key
 from .._variables import Node
@@ -384,7 +384,7 @@ def unflatten(
         module = modules[index]
         if isinstance(value, Node):
             value = owned_copy(value, module, name)  # pyright: ignore[reportUnknownArgumentType]
-        elif kind_of(value) != NODE:  # e.g. a Python float from a tree_map
+        elif kind_of(value) != ARRAY:  # e.g. a Python float from a tree_map
             _refuse_non_state(moduledef, mapping, value, "merge")
         vars_of(module)[name] = value
     return modules[0]

@@ -14,7 +14,7 @@ from .._compat import Tracer
 from .._filters import Path, Predicate
 from .._jaxtyping_internals import Bindings
 from .._module_object import ModuleObject, bump, check_trace, forget_dims, vars_of
-from .._nodes import CONTAINER_NODE, MODULE, MUTABLE_STATIC, NODE, STATIC, kind_of
+from .._nodes import ARRAY, BOXED_NODE, MODULE, MUTABLE_STATIC, STATIC, kind_of
 from .._shape_checks import AttrSpec, check_assignment, class_specs, commit, shape_checks_enabled
 from .._state import State
 from .._variables import Container, Node, Static, is_container, is_node_box
@@ -79,7 +79,7 @@ def _find_state_in_static(value: Any) -> str | None:
             kind = kind_of(item)
             if kind == MODULE:
                 return f"a {type(item).__name__} Module"
-            if kind in (CONTAINER_NODE, NODE):
+            if kind in (BOXED_NODE, ARRAY):
                 return f"a {type(item).__name__}"
             stack.append(item)
     return None
@@ -203,7 +203,7 @@ def _prepare_assignment(
                     owner=type(module).__name__, name=name, kind=type(value).__name__, what=what
                 )
             )
-    structural = not (value_kind == NODE and box is not MISSING and kind_of(box) == NODE)
+    structural = not (value_kind == ARRAY and box is not MISSING and kind_of(box) == ARRAY)
     return None, value, structural
 
 
@@ -312,7 +312,7 @@ def pop_state_entries(
             if kind == MODULE:
                 if id(value) not in seen:
                     visit(value, (*prefix, key))
-            elif kind in (NODE, CONTAINER_NODE):
+            elif kind in (ARRAY, BOXED_NODE):
                 path = (*prefix, key)
                 for i, predicate in indexed:
                     if predicate(path, value):
@@ -359,7 +359,7 @@ def update_state_entries(root: Module, mapping: dict[Path, Any]) -> None:
                 f"update_state: {path} is a submodule ({type(current).__name__}) of "
                 f"{type(module).__name__}; a state entry cannot replace it."
             )
-        if kind_of(value) not in (NODE, CONTAINER_NODE):
+        if kind_of(value) not in (ARRAY, BOXED_NODE):
             raise TypeError(
                 MSG_NOT_STATE.format(who="update_state", path=path, type=type(value).__name__)
             )

@@ -1,4 +1,4 @@
-"""Container Modules: `Sequence` (a list of modules) and `Dict` (a mapping)."""
+"""Module collections: `nnx.Sequence` (a list of items) and `nnx.Dict` (a mapping)."""
 
 from __future__ import annotations
 
