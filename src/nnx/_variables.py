@@ -64,6 +64,18 @@ class ContainerMetadata(Generic[A]):
 
     Passing it to a Container constructor unwraps the value and adds the metadata:
     `nnx.Param(init(key, shape))` gets the `sharding` that `init` was tagged with.
+    Metadata given to the constructor as keywords win over these.
+
+    Attributes:
+        value: The wrapped value (e.g. an initialized array).
+        metadata: The metadata fields a Container built from it gets.
+
+    Example:
+        ```python
+        tagged = nnx.ContainerMetadata(jnp.zeros(3), {"sharding": ("embed",)})
+        p = nnx.Param(tagged)
+        assert p.sharding == ("embed",) and p.value.shape == (3,)
+        ```
     """
 
     value: A
@@ -73,7 +85,30 @@ class ContainerMetadata(Generic[A]):
 def with_metadata(
     initializer: Callable[P, B], **metadata: Any
 ) -> Callable[P, ContainerMetadata[B]]:
-    """Wrap `initializer` so that its result carries `metadata` into a Container."""
+    """Wrap `initializer` so that its result carries `metadata` into a Container.
+
+    The wrapper calls `initializer` with the arguments it is given and returns
+    `ContainerMetadata(result, metadata)`; the Container built from that (e.g. the
+    `Param` a layer makes from its `kernel_init`) unwraps the value and gets the
+    metadata. The wrapper keeps the initializer's `__name__` and `__doc__`.
+
+    Args:
+        initializer: Any callable, typically `init(key, shape, dtype)`.
+        **metadata: The metadata fields to attach, e.g. `sharding=("embed", "mlp")`.
+            A field whose value is None is not stored by the Container.
+
+    Returns:
+        A callable taking `initializer`'s arguments and returning a
+        `ContainerMetadata`.
+
+    Example:
+        ```python
+        init = nnx.with_metadata(nnx.initializers.lecun_normal(), sharding=("in", "out"))
+        layer = nnx.Linear(3, 4, kernel_init=init, ctx=nnx.context(0))
+        kernel = layer.get_state()[("kernel",)]
+        assert kernel.sharding == ("in", "out") and kernel.value.shape == (3, 4)
+        ```
+    """
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> ContainerMetadata[B]:
         return ContainerMetadata(initializer(*args, **kwargs), dict(metadata))
@@ -145,8 +180,22 @@ def is_variable(x: object) -> TypeIs[Variable[Any]]:
 class Container(Generic[A]):
     """Base of every box: a value and read-only metadata.
 
-    `Container(value, **metadata)`; `value` may be a `ContainerMetadata` (its metadata
-    is added) or a Container of exactly this kind and metadata (its value is taken).
+    Not used directly: `Node` and its subclasses (`Variable`, `Param`, ...) hold
+    state, `Static` holds a static value. Metadata fields are stored sorted by name,
+    fields whose value is None are dropped, and each one reads as an attribute
+    (`p.sharding`, `p.tag`). Two Containers are equal when they have the same class,
+    the same metadata and equal values (arrays by dtype, shape and elements).
+
+    Args:
+        value: The value to hold. A `ContainerMetadata` is unwrapped and its metadata
+            added (the keyword arguments win). A Container of exactly this class and
+            metadata gives its value, so `nnx.Param(nnx.Param(x))` equals
+            `nnx.Param(x)`.
+        **metadata: Metadata fields.
+
+    Raises:
+        ValueError: If `value` is a Container of another class or with other metadata
+            (a Container keeps its kind and metadata; pass `x.value` instead).
     """
 
     __slots__ = ("_metadata", "_value")
@@ -172,11 +221,12 @@ class Container(Generic[A]):
     # -- reading ------------------------------------------------------------------
     @property
     def value(self) -> A:
+        """The held value."""
         return self._value
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """A copy of the metadata (empty fields omitted)."""
+        """A copy of the metadata, as a dict (fields set to None are not stored)."""
         return dict(self._metadata)
 
     def __getattr__(self, name: str) -> Any:
@@ -190,7 +240,34 @@ class Container(Generic[A]):
 
     # -- functional updates ---------------------------------------------------------
     def replace(self, **updates: Any) -> Self:
-        """A new Container of the same kind with `value` and/or metadata replaced."""
+        """A new Container of the same kind with `value` and/or metadata replaced.
+
+        The original is unchanged; the new one is owned by no Module. Setting a
+        metadata field to None removes it.
+
+        Args:
+            **updates: `value=` (a raw value, or a Container of the same class and
+                metadata, whose value is taken) and/or metadata fields this Container
+                already has (a Variable also accepts `sharding`).
+
+        Returns:
+            The new Container.
+
+        Raises:
+            ValueError: If `value` is a Container of another class or metadata, or a
+                metadata key is unknown (build a new Container to add metadata).
+
+        Example:
+            ```python
+            p = nnx.Param(jnp.zeros(2), tag="w")
+            q = p.replace(value=jnp.ones(2))
+            assert type(q) is nnx.Param and q.tag == "w" and float(p.value.sum()) == 0.0
+            try:
+                p.replace(other=1)
+            except ValueError as e:
+                assert "Unknown metadata key 'other'" in str(e)
+            ```
+        """
         new = object.__new__(type(self))
         meta = self._metadata
         value: Any = self._value
@@ -217,17 +294,26 @@ class Container(Generic[A]):
         return new
 
     def copy(self) -> Self:
+        """A new Container with the same value (not copied itself) and metadata."""
         new = object.__new__(type(self))
         new._init_copy(self._value, self._metadata)
         return new
 
     def is_equivalent(self, other: object) -> bool:
-        """Same kind and same metadata (values may differ)."""
+        """Whether `other` has the same kind and the same metadata (values may differ).
+
+        Args:
+            other: Any object.
+
+        Returns:
+            True if `other` is a Container of exactly this class with equal metadata.
+        """
         return (
             is_container(other) and type(other) is type(self) and self._metadata == other._metadata
         )
 
     def describe(self) -> str:
+        """The kind and metadata without the value, e.g. `"Param(sharding=('a',))"`."""
         return _describe(type(self), self._metadata)
 
     # -- internals --------------------------------------------------------------------
@@ -312,11 +398,30 @@ class Node(Container[A]):
     """A container whose value is part of a Module's state (a pytree node).
 
     `Node` holds any pytree (e.g. `nnx.Node([4, 5])`); `Variable` and its subclasses
-    (`Param`, `BatchStat`, ...) name the kinds of state a model keeps.
+    (`Param`, `BatchStat`, ...) name the kinds of state a model keeps. Every Node class
+    is a pytree whose only child is its value (key `.value`); its class and metadata
+    are static aux data, so `jax.tree.map` keeps both. A Module stores a copy of each
+    Node assigned to it.
 
     Every Node class has a `collection` name: string filters match it
     (`state.filter("params")`). A subclass defaults to its class name in snake_case;
     set `collection = "..."` in the class body to choose another.
+
+    Args:
+        value: The value (any pytree); see `Container` for `ContainerMetadata` and
+            Container inputs.
+        **metadata: Metadata fields.
+
+    Raises:
+        ValueError: If `value` is a Container of another class or metadata.
+
+    Example:
+        ```python
+        node = nnx.Node([jnp.ones(2), 3])
+        doubled = jax.tree.map(lambda x: x * 2, node)
+        assert type(doubled) is nnx.Node and doubled.value[1] == 6
+        assert nnx.Node.collection == "node"
+        ```
     """
 
     __slots__ = ("_name", "_owner")
@@ -361,6 +466,13 @@ class Node(Container[A]):
 
     @property
     def value(self) -> A:
+        """The held value; writable.
+
+        Writing it on a Node that a Module holds (`vars(module)["w"].value = x`) is
+        an assignment through that Module, as `module.w = x` is: it checks the trace
+        and the attribute's annotation. On a free-standing box (one taken from a
+        State, or replaced in its Module since) it only sets the value.
+        """
         return self._value
 
     @value.setter
@@ -387,12 +499,48 @@ _define(Node)
 
 
 class Variable(Node[A]):
-    """A named kind of model state. Subclass it to make a new collection::
+    """A named kind of model state. Subclass it to make a new collection.
 
-        class Count(nnx.Variable):
-            pass                       # collection "count"
+    In a Module, a Variable attribute reads *unboxed* (`module.w` is the array) and a
+    raw value assigned to it keeps its kind and metadata (`self.count += 1` keeps a
+    `Count`). The box itself is seen in a `State` (`state[("w",)].value`) or as
+    `vars(module)["w"]`. A subclass `Foo` is the collection `"foo"` (the snake_case
+    class name) unless it sets `collection`; `Param`, `BatchStat`, `Cache` and
+    `Intermediate` are the built-in kinds. The type parameter (`Variable[int]`) is
+    what a read returns, for type checkers.
 
-    `Variable(value, *, sharding=None, **metadata)`.
+    Args:
+        value: The value; see `Container` for `ContainerMetadata` and Container
+            inputs.
+        sharding: Logical axis names, one per array axis (None for an unsharded
+            axis), stored as a tuple in the metadata; see `nnx.get_partition_spec`.
+            Default: no sharding.
+        **metadata: Other metadata fields, read back as attributes.
+
+    Raises:
+        ValueError: If `value` is a Container of another class or metadata.
+
+    Example:
+        ```python
+        class Count(nnx.Variable[int]):
+            pass
+
+        class Counter(nnx.Module):
+            count: Count
+
+            def __init__(self) -> None:
+                self.count = Count(0)
+
+            def __call__(self) -> None:
+                self.count += 1  # reads unbox, writes keep the kind
+
+        m = Counter()
+        m()
+        assert Count.collection == "count" and m.count == 1
+        box = m.get_state()[("count",)]
+        assert isinstance(box, Count) and box.value == 1
+        assert nnx.Param(jnp.ones(3), sharding=("embed",)).sharding == ("embed",)
+        ```
     """
 
     __slots__ = ()
@@ -412,6 +560,7 @@ class Variable(Node[A]):
 
     @property
     def sharding(self) -> tuple[str | None, ...] | None:
+        """The logical axis names given as `sharding`, or None."""
         for key, value in self._metadata:
             if key == "sharding":
                 return value  # type: ignore[no-any-return]
@@ -423,35 +572,101 @@ class Variable(Node[A]):
 
 
 class Param(Variable[A]):
-    """A trainable parameter (collection `"params"`)."""
+    """A trainable parameter (collection `"params"`).
+
+    What the layers' weights are, what `nnx.grad` differentiates by default, and
+    what `TrainState` optimizes. No behaviour beyond `Variable`'s.
+
+    Example:
+        ```python
+        layer = nnx.Linear(2, 3, ctx=nnx.context(0))
+        params = layer.filter(nnx.Param)
+        assert set(params) == {("bias",), ("kernel",)}
+        assert layer.filter("params") == params
+        assert isinstance(params[("kernel",)], nnx.Param)
+        ```
+    """
 
     __slots__ = ()
     collection: ClassVar[str] = "params"
 
 
 class BatchStat(Variable[A]):
-    """A running statistic, e.g. BatchNorm's mean (collection `"batch_stats"`)."""
+    """A running statistic, e.g. BatchNorm's mean (collection `"batch_stats"`).
+
+    Example:
+        ```python
+        bn = nnx.BatchNorm(3, ctx=nnx.context(0))
+        stats = bn.filter(nnx.BatchStat)
+        assert set(stats) == {("mean",), ("var",)}
+        bn(jnp.ones((4, 3)), use_running_average=False)  # training updates them
+        assert bn.filter("batch_stats") != stats
+        ```
+    """
 
     __slots__ = ()
     collection: ClassVar[str] = "batch_stats"
 
 
 class Cache(Variable[A]):
-    """A cache, e.g. an attention kv-cache (collection `"cache"`)."""
+    """A cache, e.g. an attention kv-cache (collection `"cache"`).
+
+    Example:
+        ```python
+        attn = nnx.MultiHeadAttention(2, 8, ctx=nnx.context(0))
+        attn.init_cache(batch_size=1, max_length=4)
+        cache = attn.filter(nnx.Cache)
+        assert set(cache) == {("cache_index",), ("cached_key",), ("cached_value",)}
+        ```
+    """
 
     __slots__ = ()
     collection: ClassVar[str] = "cache"
 
 
 class Intermediate(Variable[A]):
-    """A captured intermediate value (collection `"intermediates"`)."""
+    """A captured intermediate value (collection `"intermediates"`).
+
+    `module.sow(nnx.Intermediate, name, value)` appends to one; `merge` tolerates a
+    State that lacks them, so they can be popped between calls.
+
+    Example:
+        ```python
+        class Probe(nnx.Module):
+            def __call__(self, x: jax.Array) -> jax.Array:
+                self.sow(nnx.Intermediate, "seen", x)
+                return x * 2
+
+        m = Probe()
+        m(jnp.ones(2))
+        captured = m.pop_state(nnx.Intermediate)
+        assert list(captured) == [("seen",)] and len(captured[("seen",)].value) == 1
+        assert m.filter("intermediates") == nnx.State({})
+        ```
+    """
 
     __slots__ = ()
     collection: ClassVar[str] = "intermediates"
 
 
 class TreeNode(Node[A]):
-    """Marks any value as a pytree child of an `nnx.Pytree`."""
+    """Marks any value as a pytree child of an `nnx.Pytree` (collection `"tree_node"`).
+
+    An `nnx.Pytree` attribute is a child only if it is a node (an array, a Variable,
+    ...); wrapping another value, e.g. an optax state or a `State`, in `TreeNode`
+    makes it one. Reading the attribute gives the value.
+
+    Example:
+        ```python
+        class Holder(nnx.Pytree):
+            def __init__(self, items: dict[str, jax.Array], name: str) -> None:
+                self.items = nnx.TreeNode(items)
+                self.name = name  # static
+
+        h = Holder({"a": jnp.ones(2)}, "h")
+        assert len(jax.tree.leaves(h)) == 1 and h.items["a"].shape == (2,)
+        ```
+    """
 
     __slots__ = ()
     collection: ClassVar[str] = "tree_node"
@@ -461,7 +676,27 @@ def variable_type(collection: str) -> type[Variable[Any]]:
     """The Variable class of `collection`, made (once) if no class declares it.
 
     `variable_type("params") is nnx.Param`; an unknown name gives a new Variable
-    subclass whose `collection` is that name.
+    subclass whose `collection` is that name (its class name is the name in
+    CamelCase), and the same class on every later call. If several classes declare
+    one collection, the first one defined is returned.
+
+    Args:
+        collection: A collection name.
+
+    Returns:
+        The Variable class.
+
+    Raises:
+        TypeError: If the collection belongs to a Node class that is not a Variable
+            (`"node"`, `"tree_node"`).
+
+    Example:
+        ```python
+        assert nnx.variable_type("params") is nnx.Param
+        Scores = nnx.variable_type("doc_scores")
+        assert issubclass(Scores, nnx.Variable) and Scores.collection == "doc_scores"
+        assert nnx.variable_type("doc_scores") is Scores
+        ```
     """
     cls = _COLLECTIONS.get(collection)
     if cls is None:
@@ -476,8 +711,32 @@ def variable_type(collection: str) -> type[Variable[Any]]:
 
 
 def var(collection: str, value: A, **metadata: Any) -> Variable[A]:
-    """A Variable of the given collection: `nnx.var("intermediates", y)` is an
-    `nnx.Intermediate`; an unknown collection name gets its own Variable class."""
+    """A Variable of the given collection: `variable_type(collection)(value, **metadata)`.
+
+    `nnx.var("intermediates", y)` is an `nnx.Intermediate`; an unknown collection name
+    gets its own Variable class (see `variable_type`), so string filters find it.
+
+    Args:
+        collection: The collection name.
+        value: The value.
+        **metadata: Metadata fields (`sharding=` included).
+
+    Returns:
+        A new Variable of that collection's class.
+
+    Raises:
+        TypeError: If the collection belongs to a Node class that is not a Variable.
+
+    Example:
+        ```python
+        y = nnx.var("intermediates", jnp.ones(2))
+        assert type(y) is nnx.Intermediate
+        flag = nnx.var("doc_flags", True)
+        assert type(flag).collection == "doc_flags"
+        state = nnx.State({("flag",): flag, ("y",): y})
+        assert list(state.filter("doc_flags")) == [("flag",)]
+        ```
+    """
     return variable_type(collection)(value, **metadata)
 
 
@@ -488,7 +747,20 @@ def var(collection: str, value: A, **metadata: Any) -> Variable[A]:
 class Static(Container[A]):
     """Marks a value as static: it goes into the ModuleDef, never into a State.
 
-    A pytree with no children; hashable by its value.
+    A pytree with no children (the value is aux data); hashable and compared by its
+    value, which must then be hashable. A Module attribute holding one reads as the
+    value.
+
+    Args:
+        value: The static value.
+        **metadata: Metadata fields.
+
+    Example:
+        ```python
+        s = nnx.Static("relu")
+        assert jax.tree.leaves(s) == [] and s == nnx.Static("relu")
+        assert hash(s) == hash(nnx.Static("relu"))
+        ```
     """
 
     __slots__ = ()
