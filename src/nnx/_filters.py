@@ -3,7 +3,7 @@
 A filter is one of:
 
 - a class: matches values that are instances of it (`nnx.Param`, `jax.Array`);
-- `...`: matches everything (only allowed as the last of several filters);
+- `...`: matches everything (only allowed as the last filter of a call);
 - `None`: matches nothing;
 - a `str`: matches Variables of that collection (`"params"`, `"intermediates"`);
 - a predicate `(path, value) -> bool`, `path` being a tuple of `str`/`int` keys;
@@ -39,10 +39,16 @@ __all__ = [
 
 Key: TypeAlias = "str | int"
 Path: TypeAlias = tuple[str | int, ...]
-"""A State key: attribute names as `str`, `nnx.Sequence` positions as `int`."""
+"""A State key: attribute names as `str`, `nnx.Sequence` positions as `int`.
+
+E.g. `("encoder", "layers", 0, "kernel")`.
+"""
 
 Predicate: TypeAlias = Callable[[Path, Any], bool]
-"""A filter function: `(path, value) -> bool`."""
+"""A filter function: `(path, value) -> bool`.
+
+`value` is the entry as a State holds it: a Variable box, or a raw array.
+"""
 
 
 MSG_INVALID_FILTER: Final = (
@@ -58,7 +64,18 @@ MSG_ELLIPSIS_NOT_LAST: Final = (
 
 @dataclasses.dataclass(frozen=True)
 class OfType:
-    """Matches instances of `type`."""
+    """Matches entries that are instances of `type` (what a class used as a filter means).
+
+    Args:
+        type: The class, e.g. `nnx.Param` (its subclasses match too) or `jax.Array`.
+
+    Example:
+        ```python
+        state = nnx.State({("w",): nnx.Param(jnp.ones(2)), ("n",): jnp.array(0)})
+        assert list(state.filter(nnx.OfType(nnx.Variable))) == [("w",)]
+        assert state.filter(nnx.OfType(nnx.Param)) == state.filter(nnx.Param)
+        ```
+    """
 
     type: type[Any]
 
@@ -79,7 +96,24 @@ class Collection:
 
 @dataclasses.dataclass(frozen=True)
 class PathContains:
-    """Matches entries whose path contains `key`."""
+    """Matches entries whose path contains `key` at any depth.
+
+    Args:
+        key: An attribute name (`str`) or a Sequence position (`int`).
+
+    Example:
+        ```python
+        state = nnx.State({
+            ("encoder", "kernel"): nnx.Param(jnp.ones(2)),
+            ("decoder", "kernel"): nnx.Param(jnp.ones(2)),
+            ("decoder", "bias"): nnx.Param(jnp.zeros(2)),
+        })
+        assert list(state.filter(nnx.PathContains("kernel"))) == [
+            ("decoder", "kernel"),
+            ("encoder", "kernel"),
+        ]
+        ```
+    """
 
     key: str | int
 
@@ -88,7 +122,22 @@ class PathContains:
 
 
 class Not:
-    """Matches what `filter` does not match."""
+    """Matches what `filter` does not match.
+
+    Equal to another `Not` of an equal filter.
+
+    Args:
+        filter: Any filter.
+
+    Raises:
+        TypeError: If `filter` is not a filter.
+
+    Example:
+        ```python
+        state = nnx.State({("w",): nnx.Param(jnp.ones(2)), ("mean",): nnx.BatchStat(jnp.zeros(2))})
+        assert list(state.filter(nnx.Not(nnx.Param))) == [("mean",)]
+        ```
+    """
 
     __slots__ = ("_predicate", "filter")
 
@@ -110,7 +159,28 @@ class Not:
 
 
 class All:
-    """Matches what every one of `filters` matches."""
+    """Matches what every one of `filters` matches (a tuple of filters matches any).
+
+    `All()` with no filters matches everything. Equal to another `All` of equal
+    filters.
+
+    Args:
+        *filters: Filters.
+
+    Raises:
+        TypeError: If one of `filters` is not a filter.
+
+    Example:
+        ```python
+        state = nnx.State({
+            ("encoder", "kernel"): nnx.Param(jnp.ones(2)),
+            ("encoder", "mean"): nnx.BatchStat(jnp.zeros(2)),
+            ("decoder", "kernel"): nnx.Param(jnp.ones(2)),
+        })
+        encoder_params = state.filter(nnx.All(nnx.Param, nnx.PathContains("encoder")))
+        assert list(encoder_params) == [("encoder", "kernel")]
+        ```
+    """
 
     __slots__ = ("_predicates", "filters")
 
@@ -143,7 +213,7 @@ class _AnyOf:
 
 @dataclasses.dataclass(frozen=True)
 class Everything:
-    """Matches everything (like `...`)."""
+    """Matches everything (like `...`, but allowed at any position)."""
 
     def __call__(self, path: Path, value: Any) -> bool:
         return True
@@ -172,11 +242,54 @@ Filter: TypeAlias = (
     | list["Filter"]
     | None
 )
-"""Anything `partition`, `filter`, `pop_state` and `nnx.grad(wrt=)` accept."""
+"""Anything `partition`, `filter`, `pop_state` and `nnx.grad(wrt=)` accept.
+
+A filter selects State entries; `to_predicate` turns it into the predicate
+`(path, value) -> bool` it stands for. The forms:
+
+- a class: instances of it (`nnx.Param`, a Variable subclass, `jax.Array`);
+- a `str`: Variables of that collection (`"params"`, `"batch_stats"`); a name
+  that no Variable class has, where it matches nothing, raises ValueError;
+- a predicate `(path, value) -> bool`, `path` a tuple of `str`/`int` keys;
+- `...` (or `nnx.Everything()`): everything; `...` only as the last filter;
+- `None` (or `nnx.Nothing()`): nothing;
+- a tuple or list of filters: what any of them matches;
+- `nnx.Not(f)`, `nnx.All(f, g, ...)`, `nnx.OfType(t)`, `nnx.PathContains(key)`;
+- `nnx.buffers`: raw arrays (not Variables).
+
+Example:
+    ```python
+    state = nnx.State({
+        ("dense", "kernel"): nnx.Param(jnp.ones((2, 2))),
+        ("dense", "bias"): nnx.Param(jnp.zeros(2)),
+        ("bn", "mean"): nnx.BatchStat(jnp.zeros(2)),
+        ("steps",): jnp.array(0),
+    })
+    assert list(state.filter(nnx.Param)) == [("dense", "bias"), ("dense", "kernel")]
+    assert state.filter("params") == state.filter(nnx.Param)
+    assert list(state.filter(lambda path, value: path[-1] == "kernel")) == [
+        ("dense", "kernel")
+    ]
+    assert list(state.filter((nnx.BatchStat, nnx.buffers))) == [("bn", "mean"), ("steps",)]
+    assert list(state.filter(nnx.Not(nnx.Variable))) == [("steps",)]
+    assert list(state.filter(nnx.All(nnx.Param, nnx.PathContains("bias")))) == [
+        ("dense", "bias")
+    ]
+    params, rest = state.partition(nnx.Param, ...)
+    assert len(params) == 2 and len(rest) == 2
+    ```
+"""
 
 
 buffers: Final = (jax.Array, np.ndarray)
-"""Matches raw array attributes (not Variables)."""
+"""Matches raw array attributes (not Variables): the tuple `(jax.Array, np.ndarray)`.
+
+Example:
+    ```python
+    state = nnx.State({("w",): nnx.Param(jnp.ones(2)), ("steps",): jnp.array(0)})
+    assert list(state.filter(nnx.buffers)) == [("steps",)]
+    ```
+"""
 
 _EVERYTHING: Final = Everything()
 _NOTHING: Final = Nothing()
@@ -218,7 +331,29 @@ def _cacheable(filter: object) -> bool:
 def to_predicate(filter: Filter) -> Predicate:
     """The predicate `(path, value) -> bool` that `filter` stands for.
 
-    Raises `TypeError` for an object that is not a filter.
+    Predicates of classes, collection names, `...`, None and tuples of them are
+    cached; a predicate passed in is returned as is. `...` is accepted anywhere here
+    (the "last only" rule is checked by `partition`/`filter`).
+
+    Args:
+        filter: Any form of `nnx.Filter`.
+
+    Returns:
+        A callable `predicate(path, value) -> bool`.
+
+    Raises:
+        TypeError: If `filter` is not a filter (e.g. an int).
+
+    Example:
+        ```python
+        is_param = nnx.to_predicate("params")
+        assert is_param(("w",), nnx.Param(1.0))
+        assert not is_param(("w",), nnx.BatchStat(1.0))
+        try:
+            nnx.to_predicate(3)
+        except TypeError as e:
+            assert "Invalid filter" in str(e)
+        ```
     """
     if _cacheable(filter):
         return _cached_predicate(cast(Any, filter))

@@ -45,7 +45,14 @@ MSG_PREDICATE_ARITY: Final = (
 def path_sort_key(path: Path) -> tuple[tuple[bool, str | int], ...]:
     """Sort key for paths mixing `int` (Sequence positions) and `str` keys.
 
-    Within one level, ints come first (in numeric order), then strings.
+    Within one level, ints come first (in numeric order), then strings. This is the
+    order of a State's entries.
+
+    Args:
+        path: A State path.
+
+    Returns:
+        A key for `sorted(paths, key=path_sort_key)`.
     """
     return tuple((type(k) is str, k) for k in path)
 
@@ -59,8 +66,34 @@ def _leaf_equal(a: Any, b: Any) -> bool:
 class State(Mapping[Path, V]):
     """An immutable, sorted mapping from paths to state entries; a JAX pytree.
 
-    Paths are tuples of attribute names (`str`) and `nnx.Sequence` positions (`int`).
-    Entries are Variables (boxed, with `.value` and metadata) or raw arrays.
+    Paths are tuples of attribute names (`str`) and `nnx.Sequence` positions (`int`),
+    e.g. `("layers", 0, "kernel")`; entries are kept sorted by path (`path_sort_key`).
+    Entries are Variables (boxed, with `.value` and metadata) or raw arrays. A State
+    is what `Module.partition`, `filter`, `get_state` and `pop_state` return: a
+    snapshot holding copies of the Module's Variables, so writing to one of its
+    boxes does not change the Module (`update_state` or `merge` do).
+
+    As a pytree, its children are its entries, keyed by `DictKey(path)`, and each
+    Variable's child is its value: `jax.tree.map` keeps paths, kinds and metadata.
+    Two States are equal when they have the same paths and equal entries (arrays by
+    dtype, shape and elements). A State is a `Mapping`, not hashable.
+
+    Args:
+        mapping: A mapping of paths to entries, or an iterable of `(path, entry)`
+            pairs. Default: empty.
+
+    Raises:
+        TypeError: If `mapping` is neither, or a key is not a non-empty tuple of
+            `str`/`int`.
+
+    Example:
+        ```python
+        state = nnx.State({("w",): nnx.Param(jnp.ones(2)), ("b",): nnx.Param(jnp.zeros(2))})
+        assert list(state) == [("b",), ("w",)]  # sorted
+        doubled = jax.tree.map(lambda x: 2 * x, state)
+        assert isinstance(doubled[("w",)], nnx.Param)
+        assert jnp.allclose(doubled[("w",)].value, 2.0)
+        ```
     """
 
     __slots__ = ("_mapping",)
@@ -145,8 +178,37 @@ class State(Mapping[Path, V]):
     def partition(self, first: Filter, /, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
         """Split into one State per filter; every entry must match one of them.
 
-        Each entry goes to the first filter that matches it. Raises `ValueError` if
-        some entries match none (use `...` last to catch the rest).
+        Each entry goes to the first filter that matches it (see `nnx.Filter` for the
+        forms a filter takes); entries are shared with this State, not copied.
+
+        Args:
+            first: The first filter.
+            *filters: More filters; `...` may only come last.
+
+        Returns:
+            One State for a single filter, else a tuple of States, one per filter.
+
+        Raises:
+            ValueError: If some entries match no filter (use `...` last to catch the
+                rest), if `...` is not last, or if a `str` filter that matched
+                nothing names no known collection (a typo such as `"param"`).
+            TypeError: If a filter is not a filter, or a function filter does not take
+                `(path, value)`.
+
+        Example:
+            ```python
+            state = nnx.State({
+                ("w",): nnx.Param(jnp.ones(2)),
+                ("mean",): nnx.BatchStat(jnp.zeros(2)),
+                ("steps",): jnp.array(0),
+            })
+            params, rest = state.partition(nnx.Param, ...)
+            assert list(params) == [("w",)] and list(rest) == [("mean",), ("steps",)]
+            try:
+                state.partition(nnx.Param)
+            except ValueError as e:
+                assert "Non-exhaustive filters" in str(e)
+            ```
         """
         predicates = check_filters((first, *filters))
         states = split_pairs(self._mapping.items(), predicates, exhaustive=True)
@@ -169,7 +231,34 @@ class State(Mapping[Path, V]):
         self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
     ) -> tuple[State[V], ...]: ...
     def filter(self, first: Filter, /, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
-        """Like `partition`, but entries that match no filter are left out."""
+        """Like `partition`, but entries that match no filter are left out.
+
+        Args:
+            first: The first filter.
+            *filters: More filters; `...` may only come last.
+
+        Returns:
+            One State for a single filter, else a tuple of States, one per filter.
+
+        Raises:
+            ValueError: If `...` is not last, or a `str` filter that matched nothing
+                names no known collection.
+            TypeError: If a filter is not a filter, or a function filter does not take
+                `(path, value)`.
+
+        Example:
+            ```python
+            state = nnx.State({
+                ("w",): nnx.Param(jnp.ones(2)),
+                ("mean",): nnx.BatchStat(jnp.zeros(2)),
+                ("steps",): jnp.array(0),
+            })
+            assert list(state.filter("params")) == [("w",)]
+            params, stats = state.filter(nnx.Param, nnx.BatchStat)
+            assert list(stats) == [("mean",)]
+            assert list(state.filter(lambda path, value: path[0] == "steps")) == [("steps",)]
+            ```
+        """
         predicates = check_filters((first, *filters))
         states = split_pairs(self._mapping.items(), predicates, exhaustive=False)
         return states[0] if len(states) == 1 else states
@@ -177,7 +266,27 @@ class State(Mapping[Path, V]):
     # -- combining ------------------------------------------------------------------------
     @staticmethod
     def merge(state: State[V1], /, *states: State[V1]) -> State[V1]:
-        """One State with the entries of all; for a repeated path the last one wins."""
+        """One State with the entries of all; for a repeated path the last one wins.
+
+        The inverse of `partition`: `State.merge(*state.partition(f, ...)) == state`.
+        `a | b` is `State.merge(a, b)`.
+
+        Args:
+            state: The first State.
+            *states: More States.
+
+        Returns:
+            A new State (or `state` itself when it is the only argument).
+
+        Example:
+            ```python
+            state = nnx.State({("w",): nnx.Param(jnp.ones(2)), ("n",): jnp.array(0)})
+            params, rest = state.partition(nnx.Param, ...)
+            assert nnx.State.merge(params, rest) == state
+            newer = nnx.State({("n",): jnp.array(5)})
+            assert (state | newer)[("n",)] == 5
+            ```
+        """
         if not states:
             return state
         combined: dict[Path, V1] = dict(state._mapping)
@@ -186,6 +295,7 @@ class State(Mapping[Path, V]):
         return State(combined)
 
     def __or__(self, other: State[V1]) -> State[V | V1]:
+        """`State.merge(self, other)`: `other` wins for a repeated path."""
         return State.merge(self, other)
 
     def __sub__(self, other: Mapping[Path, Any]) -> State[V]:
