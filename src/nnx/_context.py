@@ -38,7 +38,29 @@ _fold_in: Callable[[KeyLike, np.uint32], jax.Array] = jax_jit(jax.random.fold_in
 
 class RngStream:
     """A base key plus a counter: each draw folds the stream name, its path of
-    ancestor counts and the counter into the key, then advances the counter."""
+    ancestor counts and the counter into the key, then advances the counter.
+
+    Draws are deterministic: the same key, path and count give the same key. A
+    Context holds one RngStream per stream name; passing an RngStream to
+    `nnx.context` shares it (draws from either advance it).
+
+    Args:
+        key: The base key: a typed key (`jax.random.key(seed)`) or a raw
+            `jax.random.PRNGKey(seed)`.
+        count: How many draws were made so far. Default 0.
+        count_path: The counts of the ancestor streams this one was forked from.
+            Default `()`.
+
+    Example:
+        ```python
+        stream = nnx.RngStream(jax.random.key(0))
+        a, b = stream.make_rng("params"), stream.make_rng("params")
+        assert stream.count == 2
+        assert not jnp.array_equal(jax.random.key_data(a), jax.random.key_data(b))
+        child = stream.fork()
+        assert child.count_path == (2,) and stream.count == 3
+        ```
+    """
 
     __slots__ = ("count", "count_path", "key")
 
@@ -48,12 +70,25 @@ class RngStream:
         self.count_path = count_path
 
     def make_rng(self, name: str) -> jax.Array:
+        """A fresh key: `key` folded with `name`, the path and the count; advances the count.
+
+        Args:
+            name: The stream name, folded into the key (so streams with one base key
+                give different keys).
+
+        Returns:
+            A key of the base key's type (typed, or a raw `uint32` key).
+        """
         data = _fold_data(name, (*self.count_path, self.count))
         self.count += 1
         return _fold_in(self.key, data)
 
     def fork(self) -> RngStream:
-        """A child stream (same key, one more level of path); advances this one."""
+        """A child stream (same key, one more level of path); advances this one.
+
+        Returns:
+            A new RngStream with count 0 and path `(*count_path, count)`.
+        """
         child = RngStream(self.key, 0, (*self.count_path, self.count))
         self.count += 1
         return child
@@ -98,7 +133,39 @@ class Context:
     """RNG streams and flags for Module construction and calls.
 
     Build it with `nnx.context(0)` (seed for `"params"`), `nnx.context(params=0,
-    dropout=1)` or `nnx.context(flags=dict(use_running_average=True))`.
+    dropout=1)` or `nnx.context(flags=dict(use_running_average=True))`. Layers take it
+    as `ctx=`: `__init__` draws parameter keys from `"params"`, calls draw e.g. from
+    `"dropout"` and read flags (`deterministic`, `use_running_average`) when neither
+    the call nor the layer sets them.
+
+    A Context remembers the JAX trace it was created under: drawing a key under
+    another trace (inside a `jax.jit`, `jax.vmap`, ... it was not created in) raises
+    `nnx.TraceContextError`. To cross a JAX transform, split it with `partition()`
+    and rebuild it inside with `merge()`, or pass it as `ctx=` to an nnx transform.
+
+    Args:
+        rngs: The streams, by name.
+        flags: Flag values, by name. Default: none.
+
+    Example:
+        ```python
+        ctx = nnx.context(0, dropout=1, flags=dict(deterministic=True))
+        assert ctx.rng_names == ("dropout", "params")
+        assert ctx.get_flag("deterministic") is True
+        key = ctx.make_rng("dropout")
+        assert jax.random.normal(key, (2,)).shape == (2,)
+
+        @jax.jit
+        def draw(x: jax.Array) -> jax.Array:
+            return jax.random.normal(ctx.make_rng("dropout"), x.shape)  # from outside
+
+        try:
+            draw(jnp.ones(2))
+        except nnx.TraceContextError:
+            pass
+        else:
+            raise AssertionError("expected a TraceContextError")
+        ```
     """
 
     __slots__ = ("_flags", "_rngs", "_trace")
@@ -117,7 +184,31 @@ class Context:
             raise TraceContextError(MSG_CONTEXT_TRACE)
 
     def make_rng(self, name: str) -> jax.Array:
-        """A fresh key from stream `name` (each call gives a different key)."""
+        """A fresh key from stream `name` (each call gives a different key).
+
+        Args:
+            name: The stream name, e.g. `"params"` or `"dropout"`.
+
+        Returns:
+            A key: typed if the stream was seeded with an int or a typed key, a raw
+            `uint32` key if it was seeded with `jax.random.PRNGKey`.
+
+        Raises:
+            ValueError: If the Context has no stream `name` ("Unknown Rng Stream").
+            nnx.TraceContextError: If called under a JAX trace other than the one the
+                Context was created in.
+
+        Example:
+            ```python
+            ctx = nnx.context(0)
+            k1, k2 = ctx.make_rng("params"), ctx.make_rng("params")
+            assert not jnp.array_equal(jax.random.key_data(k1), jax.random.key_data(k2))
+            try:
+                ctx.make_rng("dropout")
+            except ValueError as e:
+                assert "Unknown Rng Stream" in str(e)
+            ```
+        """
         stream = self._rngs.get(name)
         if stream is None:
             raise ValueError(MSG_UNKNOWN_STREAM.format(name=name, streams=sorted(self._rngs)))
@@ -125,26 +216,45 @@ class Context:
         return stream.make_rng(name)
 
     def has_rng(self, name: str) -> bool:
+        """Whether the Context has a stream called `name`."""
         return name in self._rngs
 
     @property
     def rng_names(self) -> tuple[str, ...]:
+        """The stream names, sorted."""
         return tuple(sorted(self._rngs))
 
     @property
     def flags(self) -> Mapping[str, Any]:
+        """A read-only view of the flags."""
         return MappingProxyType(self._flags)
 
     def has_flag(self, name: str) -> bool:
+        """Whether the Context has a flag called `name`."""
         return name in self._flags
 
     def get_flag(self, name: str, default: Any = None) -> Any:
+        """The value of flag `name`, or `default` (None) if it is not set.
+
+        Args:
+            name: The flag name.
+            default: What to return if the flag is not set.
+
+        Returns:
+            The flag's value, or `default`.
+        """
         return self._flags.get(name, default)
 
     def copy(self) -> Context:
-        """A Context sharing this one's streams (draws advance both) and flags. It
-        shares this one's trace too: a copy made inside `jax.jit` of a Context from
-        outside cannot draw there either (its keys would be baked into the trace)."""
+        """A Context sharing this one's streams (draws advance both) and flags.
+
+        The flags are copied (a new dict with the same values). The copy shares this
+        one's trace too: a copy made inside `jax.jit` of a Context from outside cannot
+        draw there either (its keys would be baked into the trace).
+
+        Returns:
+            The new Context.
+        """
         new = Context.__new__(Context)
         new._rngs = dict(self._rngs)
         new._flags = dict(self._flags)
@@ -159,6 +269,28 @@ class Context:
         any this Context gives later, deterministically. The ContextDef holds only the
         stream names and flags, so partitioning the same Context again and again (e.g.
         once per `nnx.jit` call) gives an equal ContextDef and no retrace.
+
+        Returns:
+            A `PureContext`: `(keys, contextdef)`, `keys` a dict of one key per stream.
+
+        Raises:
+            nnx.TraceContextError: If called under a JAX trace other than the one the
+                Context was created in.
+
+        Example:
+            ```python
+            ctx = nnx.context(0, dropout=1, flags=dict(deterministic=False))
+
+            @jax.jit
+            def noise(pure: nnx.PureContext, x: jax.Array) -> jax.Array:
+                inner = pure.merge()  # a Context of this trace
+                assert inner.get_flag("deterministic") is False
+                return x + jax.random.normal(inner.make_rng("dropout"), x.shape)
+
+            a = noise(ctx.partition(), jnp.zeros(3))
+            b = noise(ctx.partition(), jnp.zeros(3))  # fresh keys, same compilation
+            assert a.shape == (3,) and not jnp.allclose(a, b)
+            ```
         """
         self._check_trace()
         keys: dict[str, KeyLike] = {}
@@ -173,12 +305,28 @@ class Context:
 
 @dataclasses.dataclass(frozen=True)
 class ContextDef:
-    """The static half of a partitioned Context: stream paths and flags (hashable)."""
+    """The static half of a partitioned Context: stream paths and flags (hashable).
+
+    Attributes:
+        rng_counts: `(stream name, count path)` for each stream.
+        flags: `(name, value)` for each flag, sorted by name.
+    """
 
     rng_counts: tuple[tuple[str, tuple[int, ...]], ...]
     flags: tuple[tuple[str, Any], ...]
 
     def merge(self, keys: Mapping[str, KeyLike]) -> Context:
+        """A new Context, of the current trace, with one stream per key.
+
+        Args:
+            keys: One base key per stream name of this ContextDef.
+
+        Returns:
+            The Context, with this ContextDef's flags.
+
+        Raises:
+            ValueError: If the key names are not exactly the ContextDef's streams.
+        """
         paths = dict(self.rng_counts)
         if set(keys) != set(paths):
             raise ValueError(
@@ -190,7 +338,15 @@ class ContextDef:
 
 
 class PureContext(tuple[dict[str, KeyLike], ContextDef]):
-    """`(keys, contextdef)`: a Context split into a pytree of keys and static data."""
+    """`(keys, contextdef)`: a Context split into a pytree of keys and static data.
+
+    Made by `Context.partition()`. A tuple and a pytree: the keys are its leaves, the
+    ContextDef its static aux data, so it crosses `jax.jit` whole.
+
+    Args:
+        keys: One key per stream name.
+        contextdef: The stream paths and flags.
+    """
 
     __slots__ = ()
 
@@ -199,13 +355,20 @@ class PureContext(tuple[dict[str, KeyLike], ContextDef]):
 
     @property
     def keys(self) -> dict[str, KeyLike]:
+        """The keys, one per stream name."""
         return self[0]
 
     @property
     def contextdef(self) -> ContextDef:
+        """The static half: stream paths and flags."""
         return self[1]
 
     def merge(self) -> Context:
+        """Rebuild a Context, of the current trace, from the keys and the ContextDef.
+
+        Returns:
+            The Context; its streams are children of the partitioned ones.
+        """
         return self[1].merge(self[0])
 
 
@@ -229,8 +392,37 @@ def context(
     flags: Mapping[str, Any] | None = None,
     **rngs: int | jax.Array | RngStream,
 ) -> Context:
-    """A Context: `context(0)` seeds `"params"`; other streams by keyword
-    (`context(params=0, dropout=1)`); `flags` are read by layers via `get_flag`."""
+    """A Context: `context(0)` seeds `"params"`; other streams by keyword.
+
+    `context(params=0, dropout=1)` makes two streams; `flags` are read by layers via
+    `get_flag` (`deterministic`, `use_running_average`). Streams seeded with different
+    values, or with the same value under different names, give different keys.
+
+    Args:
+        params: The seed of the `"params"` stream: an int, a key
+            (`jax.random.key(seed)` or a raw `jax.random.PRNGKey(seed)`) or an
+            `RngStream` (shared, not copied). Default: no `"params"` stream.
+        flags: A mapping of flag names (`str`) to values. Default: none.
+        **rngs: More streams, by name, seeded as `params` is.
+
+    Returns:
+        The Context, tied to the current JAX trace.
+
+    Raises:
+        TypeError: If a seed is not an int, a single key or an RngStream, if `flags`
+            is not a mapping with `str` keys, or if `params` is given twice.
+
+    Example:
+        ```python
+        ctx = nnx.context(0, dropout=1, flags=dict(deterministic=True))
+        layer = nnx.Linear(2, 3, ctx=ctx)  # keys from "params"
+        dropout = nnx.Dropout(0.5)
+        x = jnp.ones((1, 2))
+        assert jnp.allclose(dropout(layer(x), ctx=ctx), layer(x))  # deterministic flag
+        same = nnx.Linear(2, 3, ctx=nnx.context(0))
+        assert jnp.allclose(same.kernel, layer.kernel)  # same seed, same parameters
+        ```
+    """
     if flags is not None and not _is_flag_mapping(flags):
         raise TypeError(
             f"context(flags=...) takes a mapping of flag names (str) to values, got "
