@@ -51,8 +51,26 @@ _get_opaque_trace_state = _find_opaque_trace_state()
 class TraceState:
     """The JAX trace that was current when an nnx object was created.
 
-    `is_valid()` is true while that same trace is current again. Two TraceStates
-    compare equal when they were taken under the same trace.
+    `TraceState()` records the current trace. `is_valid()` is true while that same
+    trace is current again: not inside a `jax.jit`, `jax.vmap`, `jax.grad`,
+    `jax.lax.scan`, ... that started after it, nor after leaving the trace it was
+    taken in. Two TraceStates compare equal when they were taken under the same
+    trace. Modules and Contexts keep one to raise `nnx.TraceContextError` when used
+    under another trace.
+
+    Example:
+        ```python
+        outer = nnx.TraceState()
+        assert outer.is_valid()
+
+        @jax.jit
+        def f(x: jax.Array) -> jax.Array:
+            assert not outer.is_valid() and nnx.TraceState() != outer
+            return x
+
+        f(jnp.ones(1))
+        assert outer.is_valid() and nnx.TraceState() == outer
+        ```
     """
 
     __slots__ = ("_opaque",)
@@ -61,6 +79,7 @@ class TraceState:
         self._opaque = _get_opaque_trace_state("nnx")
 
     def is_valid(self) -> bool:
+        """Whether the trace this TraceState was taken under is the current one."""
         return bool(self._opaque == _get_opaque_trace_state("nnx"))
 
     def __eq__(self, other: object) -> bool:

@@ -15,16 +15,59 @@ class TraceContextError(Exception):
 
     Raised when a Module is mutated, or a Context draws a random key, inside a
     `jax.jit`, `jax.vmap`, `jax.grad`, `jax.lax.scan`, ... trace that the object did
-    not come from (or after it leaked out of one).
+    not come from (or after it leaked out of one). The message shows the fix: pass
+    the Module through an nnx transform (`nnx.jit`, ...), or partition it outside and
+    merge it inside. Reading a Module is allowed.
+
+    Example:
+        ```python
+        model = nnx.Linear(2, 2, ctx=nnx.context(0))
+
+        @jax.jit
+        def bad(x: jax.Array) -> jax.Array:
+            model.kernel = model.kernel * 2  # `model` belongs to the outer trace
+            return x
+
+        try:
+            bad(jnp.ones(2))
+        except nnx.TraceContextError as e:
+            assert "Cannot mutate Module from different trace level" in str(e)
+        else:
+            raise AssertionError("expected a TraceContextError")
+        ```
     """
 
 
 class ShapeCheckError(TypeError):
     """A value assigned to a Module attribute does not fit its annotation.
 
-    The message names the module class, the attribute, the expected annotation, the
-    actual `dtype[shape]`, the reason, and which attributes bound the dimensions it
-    conflicts with. The old value stays in place.
+    Also raised when a call to a method with jaxtyping-annotated parameters or return
+    does not fit them. A subclass of `TypeError`. The message names the module class,
+    the attribute (or method argument), the expected annotation, the actual
+    `dtype[shape]`, the reason, and which attributes bound the dimensions it
+    conflicts with. The old value stays in place. See `nnx.shape_checks`.
+
+    Example:
+        ```python
+        from jaxtyping import Array, Float
+
+        class Affine(nnx.Module):
+            w: nnx.Param[Float[Array, "din dout"]]
+            b: nnx.Param[Float[Array, " dout"]]
+
+            def __init__(self, din: int, dout: int) -> None:
+                self.w = nnx.Param(jnp.zeros((din, dout)))
+                self.b = nnx.Param(jnp.zeros((dout,)))
+
+        m = Affine(4, 3)
+        try:
+            m.w = jnp.ones((3, 4))  # transposed: dout is bound to 3 by .b
+        except nnx.ShapeCheckError as e:
+            assert isinstance(e, TypeError)
+            assert "Affine.w: expected Param[Float[Array, 'din dout']]" in str(e)
+            assert "dout=3 (from .b)" in str(e)
+        assert m.w.shape == (4, 3)  # unchanged
+        ```
     """
 
 

@@ -50,7 +50,38 @@ def _is_class(x: object) -> bool:
 
 
 def register_node_type(node_type: type[Any]) -> None:
-    """Make instances of `node_type` state (nodes) wherever they appear in a Module."""
+    """Make instances of `node_type` state (nodes) wherever they appear in a Module.
+
+    From then on a Module attribute (or `nnx.Pytree` field) holding an instance is a
+    State entry, kept as is (like a raw array), instead of a static attribute. The
+    registration is global and permanent. `node_type` should be a JAX pytree (or an
+    array type) for the State to be usable with JAX transforms.
+
+    Args:
+        node_type: The class.
+
+    Raises:
+        TypeError: If `node_type` is not a class.
+
+    Example:
+        ```python
+        class Pair:
+            def __init__(self, a: jax.Array, b: jax.Array) -> None:
+                self.a, self.b = a, b
+
+        jax.tree_util.register_pytree_node(
+            Pair, lambda p: ((p.a, p.b), None), lambda _, children: Pair(*children)
+        )
+        nnx.register_node_type(Pair)
+        assert nnx.is_node(Pair(jnp.ones(1), jnp.zeros(1)))
+
+        class Holder(nnx.Module):
+            def __init__(self) -> None:
+                self.pair = Pair(jnp.ones(1), jnp.zeros(1))
+
+        assert list(Holder().get_state()) == [("pair",)]
+        ```
+    """
     global _node_types
     if not _is_class(node_type):
         raise TypeError(f"register_node_type expects a class, got {node_type!r}")
@@ -60,7 +91,26 @@ def register_node_type(node_type: type[Any]) -> None:
 
 
 def is_node(x: Any) -> bool:
-    """True for values a Module keeps as state: arrays, Variables, registered types."""
+    """True for values a Module keeps as state: arrays, Variables, registered types.
+
+    Node types are `jax.Array` (tracers included), `np.ndarray`,
+    `jax.ShapeDtypeStruct`, `nnx.Node` (every Variable), `nnx.State`, `nnx.Pure`,
+    `nnx.Pytree` and those added by `register_node_type`. Python scalars, lists, tuples and dicts
+    are not nodes, even when they hold arrays.
+
+    Args:
+        x: Any value.
+
+    Returns:
+        Whether `x` is an instance of a node type.
+
+    Example:
+        ```python
+        assert nnx.is_node(jnp.ones(2)) and nnx.is_node(np.ones(2))
+        assert nnx.is_node(nnx.Param(1.0))
+        assert not nnx.is_node(1.0) and not nnx.is_node([jnp.ones(2)])
+        ```
+    """
     return isinstance(x, _node_types)
 
 
