@@ -353,3 +353,24 @@ def test_remat_function_static_argnums():
     y = f(m, x, True)
     assert calls == [True]  # a Python value inside, not a tracer
     np.testing.assert_allclose(y, jnp.sin(m.linear(x)) ** 2, rtol=1e-6)
+
+
+class _ModeBlock(nnx.Module):
+    def __init__(self, *, ctx: nnx.Context) -> None:
+        self.lin = nnx.Linear(2, 2, ctx=ctx)
+        self.mode = "train"
+
+    def __call__(self, x: jax.Array, _: None) -> tuple[jax.Array, None]:
+        self.mode = "eval"
+        return self.lin(x), None
+
+
+def test_scan_writes_back_static_attribute_changes():
+    # regression: scan wrote back only the stacked and carried state; a static
+    # attribute set in the body was dropped
+    m = nnx.Scan(_ModeBlock, variable_axes={nnx.Param: 0}, split_rngs="params", length=3)(
+        ctx=nnx.context(0)
+    )
+    y, _ = m.call(jnp.ones((1, 2)), None)
+    assert y.shape == (1, 2)
+    assert m.scan_module.mode == "eval"

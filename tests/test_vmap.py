@@ -80,3 +80,16 @@ def test_vmap_under_jit_traces_once():
     assert len(traces) == 1
     np.testing.assert_array_equal(ens.calls, [3, 3, 3, 3])
     assert jax.tree_util.tree_leaves(ens.lin.kernel)[0].shape == (4, 3, 2)
+
+
+def test_vmap_writes_back_static_attribute_changes():
+    # regression: vmap wrote back only the mapped state; a static attribute set
+    # inside the function was dropped
+    ens = _ensemble()
+
+    def f(m, x):
+        m.mode = "eval"
+        return m.lin(x)
+
+    nnx.vmap(f, in_axes=None, variable_axes=AXES)(ens, jnp.ones((5, 3)))
+    assert ens.mode == "eval"

@@ -10,7 +10,7 @@ from typing_extensions import ParamSpec
 from ._compat import (
     jax_eval_shape,
 )
-from ._lift import SplitArgs, StaticBox
+from ._lift import Lifted, StaticBox
 from ._module import (
     Module,
 )
@@ -35,10 +35,10 @@ def eval_shape(fun: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
             return StaticBox(True), state, moduledef
         return StaticBox(False), out, None
 
-    split = SplitArgs(args, kwargs)
-    if split.root is not None:
+    lift = Lifted(args, kwargs)
+    if lift.root is not None:
         raise TypeError("nnx.eval_shape: Module arguments are not supported; build them inside")
-    is_module, out, moduledef = jax_eval_shape(inner, *split.args, **split.kwargs)
+    is_module, out, moduledef = jax_eval_shape(inner, *lift.args, **lift.kwargs)
     if is_module.value:
         return moduledef.merge(out)  # type: ignore[no-any-return]
     return out  # type: ignore[no-any-return]

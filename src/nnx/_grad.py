@@ -14,12 +14,8 @@ from ._compat import (
     jax_value_and_grad,
 )
 from ._filters import Filter
-from ._lift import MSG_EXPECTED_MODULE, SplitArgs, StaticBox, rebuild_call
-from ._module import (
-    Module,
-    apply_graph_update,
-    refuse_traced_statics,
-)
+from ._lift import MSG_EXPECTED_MODULE, Lifted, LiftStatic, StaticBox, enter, leave
+from ._module import Module
 from ._state import State
 from ._variables import Param
 
@@ -49,18 +45,16 @@ def _grad_transform(
     def inner(
         diff: State[Any],
         rest: State[Any],
-        spec_box: StaticBox,
+        static_box: StaticBox,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> tuple[Any, Any]:
-        moduledef = spec_box.value
-        module = moduledef.merge(diff, rest)
-        call_args, call_kwargs = rebuild_call((0,), module, (None, *args), kwargs)
+        static: LiftStatic = static_box.value
+        root, call_args, call_kwargs = enter(static, (diff, rest), args, kwargs)
         out = fun(*call_args, **call_kwargs)
         loss, aux = out if has_aux else (out, None)
-        refuse_traced_statics(module, name)
-        updates = module.partition() if stateful else None
-        return loss, (aux, updates)
+        changes = leave(root, static, (diff, rest), name) if stateful else None
+        return loss, (aux, changes)
 
     transform = jax_value_and_grad if with_value else jax_grad
     differentiate = transform(inner, has_aux=True, holomorphic=holomorphic, allow_int=allow_int)
@@ -70,20 +64,17 @@ def _grad_transform(
         if not args or not isinstance(args[0], Module):
             got = type(args[0]).__name__ if args else "no arguments"
             raise TypeError(MSG_EXPECTED_MODULE.format(transform=name, type=got))
-        module: Module = args[0]
-        (diff, rest), moduledef = module.partition(wrt, ...)
-        split = SplitArgs(args[1:], kwargs)
-        if split.root is not None:
+        lift = Lifted(args, kwargs, (wrt, ...))
+        if lift.static.module_slots != (0,):
             raise TypeError(f"{name}: only the first argument may be a Module")
-        result = differentiate(diff, rest, StaticBox(moduledef), split.args, split.kwargs)
+        diff, rest = lift.traced
+        result = differentiate(diff, rest, StaticBox(lift.static), lift.args, lift.kwargs)
         value: Any = None
         if with_value:
-            (value, (aux, updates)), grads = result
+            (value, (aux, changes)), grads = result
         else:
-            grads, (aux, updates) = result
-        if updates is not None:
-            new_state, new_moduledef = updates
-            apply_graph_update(module, new_moduledef, new_state)
+            grads, (aux, changes) = result
+        lift.write_back(changes)
         if with_value:
             return ((value, aux), grads) if has_aux else (value, grads)
         return (grads, aux) if has_aux else grads

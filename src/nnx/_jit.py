@@ -13,11 +13,7 @@ from typing_extensions import ParamSpec
 from ._compat import (
     jax_jit,
 )
-from ._lift import SplitArgs, argnums_tuple, lifted_outputs, rebuild_call, write_back
-from ._module import (
-    GraphSpec,
-    graph_cache,
-)
+from ._lift import Lifted, LiftStatic, argnums_tuple, enter, leave
 
 __all__ = ["jit"]
 
@@ -30,23 +26,15 @@ R = TypeVar("R")
 
 
 class _JitStatic:
-    """The hashable part of an `nnx.jit` call: graph spec, module positions, static
+    """The hashable part of an `nnx.jit` call: the Modules' LiftStatic and the static
     arguments."""
 
-    __slots__ = ("_hash", "module_slots", "spec", "static_args")
+    __slots__ = ("_hash", "lift", "static_args")
 
-    def __init__(
-        self,
-        spec: GraphSpec | None,
-        module_slots: tuple[int | str, ...],
-        static_args: tuple[tuple[int | str, Any], ...],
-    ) -> None:
-        self.spec = spec
-        self.module_slots = module_slots
+    def __init__(self, lift: LiftStatic, static_args: tuple[tuple[int | str, Any], ...]) -> None:
+        self.lift = lift
         self.static_args = static_args
-        self._hash = hash(
-            (spec, module_slots, static_args, tuple(v.__class__ for _, v in static_args))
-        )
+        self._hash = hash((lift, static_args, tuple(v.__class__ for _, v in static_args)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -55,12 +43,11 @@ class _JitStatic:
         return self is other or (
             isinstance(other, _JitStatic)
             and self._hash == other._hash
-            and self.module_slots == other.module_slots
             and self.static_args == other.static_args
             and all(
                 type(a) is type(b) for (_, a), (_, b) in zip(self.static_args, other.static_args)
             )
-            and self.spec == other.spec
+            and self.lift == other.lift
         )
 
 
@@ -123,21 +110,13 @@ def jit(
 
     @functools.wraps(f)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        split = SplitArgs(args, kwargs)
+        lift = Lifted(args, kwargs)
         call_args, call_kwargs, static_args = _take_static(
-            f, split.args, split.kwargs, static_nums, static_names
+            f, lift.args, lift.kwargs, static_nums, static_names
         )
-        root = split.root
-        if root is None:
-            static = _JitStatic(None, (), tuple(static_args))
-            out, _ = jitted(static, [], tuple(call_args), call_kwargs)
-            return out  # type: ignore[no-any-return]
-        cache = graph_cache(root)
-        spec = cache.get_spec()
-        static = _JitStatic(spec, split.module_slots, tuple(static_args))
-        out, result = jitted(static, cache.raw_leaves(), tuple(call_args), call_kwargs)
-        if result is not None:
-            write_back(root, spec, result)
+        static = _JitStatic(lift.static, tuple(static_args))
+        out, changes = jitted(static, lift.traced, tuple(call_args), call_kwargs)
+        lift.write_back(changes)
         return out  # type: ignore[no-any-return]
 
     return wrapper
@@ -158,13 +137,11 @@ def _traced(
                 args_list[slot] = value
             else:
                 kwargs = {**kwargs, slot: value}
-        spec = static.spec
-        root = spec.merge(leaves) if spec is not None else None
-        call_args, call_kwargs = rebuild_call(static.module_slots, root, tuple(args_list), kwargs)
+        root, call_args, call_kwargs = enter(static.lift, leaves, tuple(args_list), kwargs)
         out = f(*call_args, **call_kwargs)
-        if root is None or spec is None or not stateful:
+        if not stateful:
             return out, None
-        return out, lifted_outputs(root, spec, leaves, "nnx.jit")
+        return out, leave(root, static.lift, leaves, "nnx.jit")
 
     return inner
 

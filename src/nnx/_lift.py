@@ -22,23 +22,26 @@ from ._filters import Filter, to_predicate
 from ._module import (
     GraphSpec,
     Module,
+    ModuleDef,
     apply_graph_update,
     graph_cache,
     refuse_traced_statics,
 )
 from ._module_object import check_trace
+from ._state import State
 
 __all__ = [
+    "LiftStatic",
+    "Lifted",
     "LiftedCall",
-    "SplitArgs",
     "SplitContext",
     "StaticBox",
     "argnums_tuple",
     "call_named",
-    "lifted_outputs",
+    "enter",
+    "leave",
     "move_axis",
-    "rebuild_call",
-    "write_back",
+    "states_tuple",
 ]
 
 MSG_EXPECTED_MODULE: Final = (
@@ -61,52 +64,180 @@ register_pytree_node(StaticBox, lambda s: ((), s.value), lambda value, _: Static
 
 
 # ------------------------------------------------------------------------------------
-# Splitting the arguments of a lifted call
+# The lifting protocol
+#
+# Every lifted transform runs the same three steps around the JAX transform it lifts:
+#
+#   outside   lift = Lifted(args, kwargs[, filters])     split the arguments' Modules
+#             jax_transform(inner)(lift.traced, lift.static, lift.args, lift.kwargs)
+#   inside    root, args, kwargs = enter(static, traced, args, kwargs)
+#             out = fun(*args, **kwargs)
+#             changes = leave(root, static, traced, "nnx.<name>")
+#   outside   lift.write_back(changes)
+#
+# Two representations of the graph's state share this protocol:
+#   * graph mode (no filters: jit, remat, eval_shape and the control-flow transforms):
+#     the graph cache's raw leaves and its hashable GraphSpec; `leave` returns only
+#     the leaves that changed (or all of them, `changes_only=False`, where branches
+#     must agree on the output structure).
+#   * state mode (filters: grad's `wrt`, vmap's and scan's variable axes): one State
+#     per filter, in filter order, and the ModuleDef; `leave` returns the new States.
 
 
-class SplitArgs:
-    """The Modules and Contexts among a call's arguments, split out of them.
+class LiftStatic:
+    """The hashable half of a lifted call's Modules: the graph's GraphSpec (graph mode)
+    or ModuleDef and filters (state mode), and where the Modules sit among the
+    arguments (positions and keyword names; several Modules form one graph, so
+    sharing between them survives)."""
 
-    Top-level Module arguments are grouped into one graph (so sharing between them
-    survives), given to JAX as a list of unboxed leaves plus a hashable GraphSpec.
-    """
+    __slots__ = ("_hash", "filters", "graph", "module_slots")
 
-    __slots__ = ("args", "kwargs", "module_slots", "root")
+    def __init__(
+        self,
+        graph: GraphSpec | ModuleDef[Any] | None,
+        filters: tuple[Filter, ...] | None,
+        module_slots: tuple[int | str, ...],
+    ) -> None:
+        self.graph = graph
+        self.filters = filters
+        self.module_slots = module_slots
+        self._hash = hash((graph, filters, module_slots))
 
-    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        slots: list[int | str] = []
-        new_args: list[Any] = []
-        for i, a in enumerate(args):
-            if isinstance(a, Module):
-                slots.append(i)
-                new_args.append(None)
-            elif isinstance(a, Context):
-                new_args.append(a.partition())
-            else:
-                new_args.append(a)
-        new_kwargs: dict[str, Any] = {}
-        for k, a in kwargs.items():
-            if isinstance(a, Module):
-                slots.append(k)
-                new_kwargs[k] = None
-            elif isinstance(a, Context):
-                new_kwargs[k] = a.partition()
-            else:
-                new_kwargs[k] = a
-        self.module_slots = tuple(slots)
-        self.args = tuple(new_args)
-        self.kwargs = new_kwargs
-        modules = [args[s] if isinstance(s, int) else kwargs[s] for s in slots]
-        self.root: Module | None
-        if not modules:
-            self.root = None
-        elif len(modules) == 1:
-            self.root = modules[0]
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, LiftStatic)
+            and self._hash == other._hash
+            and self.module_slots == other.module_slots
+            and self.filters == other.filters
+            and self.graph == other.graph
+        )
+
+
+class Lifted:
+    """The Modules (and Contexts) among one lifted call's arguments, split for JAX:
+    `traced` is the pytree to trace, `static` the hashable rest, `args`/`kwargs` the
+    call's arguments with each Module replaced by None and each Context by its
+    `PureContext`. `write_back(changes)` writes what `leave` returned into the
+    caller's Modules."""
+
+    __slots__ = ("args", "kwargs", "root", "static", "traced")
+
+    def __init__(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        filters: tuple[Filter, ...] | None = None,
+    ) -> None:
+        slots, self.args, self.kwargs, self.root = _split_modules(args, kwargs)
+        self.traced: Any
+        root = self.root
+        if root is None:
+            self.static = LiftStatic(None, filters, ())
+            self.traced = [] if filters is None else ()
+        elif filters is None:
+            cache = graph_cache(root)
+            self.static = LiftStatic(cache.get_spec(), None, slots)
+            self.traced = cache.raw_leaves()
         else:
-            self.root = ModuleSequence(modules)
+            states, moduledef = root.partition(*filters)
+            self.static = LiftStatic(moduledef, filters, slots)
+            self.traced = states_tuple(states)
+
+    def write_back(self, changes: Any) -> None:
+        """Write the `changes` that `leave` returned into the caller's Modules."""
+        root = self.root
+        if root is None or changes is None:
+            return
+        if self.static.filters is None:
+            _write_back_leaves(root, self.static, changes)
+            return
+        states, new_moduledef = changes[0], changes[1].value
+        if new_moduledef is None:
+            root.update_state(states)
+        else:
+            apply_graph_update(root, new_moduledef, states)
 
 
-def rebuild_call(
+def _split_modules(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[int | str, ...], tuple[Any, ...], dict[str, Any], Module | None]:
+    """Take the Modules out of a call's arguments (None in their place) and split its
+    Contexts: `(module slots, args, kwargs, root)`, root being the one Module, or a
+    Sequence of them when there are several, or None."""
+    slots: list[int | str] = []
+    new_args: list[Any] = []
+    for i, a in enumerate(args):
+        if isinstance(a, Module):
+            slots.append(i)
+            new_args.append(None)
+        else:
+            new_args.append(a.partition() if isinstance(a, Context) else a)
+    new_kwargs: dict[str, Any] = {}
+    for k, a in kwargs.items():
+        if isinstance(a, Module):
+            slots.append(k)
+            new_kwargs[k] = None
+        else:
+            new_kwargs[k] = a.partition() if isinstance(a, Context) else a
+    modules = [args[s] if isinstance(s, int) else kwargs[s] for s in slots]
+    root: Module | None
+    if not modules:
+        root = None
+    elif len(modules) == 1:
+        root = modules[0]
+    else:
+        root = ModuleSequence(modules)
+    return tuple(slots), tuple(new_args), new_kwargs, root
+
+
+def states_tuple(states: Any) -> tuple[State[Any], ...]:
+    """`partition` gives one State for one filter and a tuple for several."""
+    return tuple(states) if is_tuple(states) else (states,)
+
+
+def enter(
+    static: LiftStatic, traced: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Module | None, list[Any], dict[str, Any]]:
+    """Inside the transform: rebuild the Modules from `traced` and put them, and the
+    rebuilt Contexts, back into the arguments: `(root, args, kwargs)`."""
+    graph = static.graph
+    root: Module | None = None
+    if isinstance(graph, GraphSpec):
+        root = graph.merge(traced)
+    elif graph is not None:
+        root = graph.merge(*traced)
+    full_args, full_kwargs = _rebuild_call(static.module_slots, root, args, kwargs)
+    return root, full_args, full_kwargs
+
+
+def leave(
+    root: Module | None,
+    static: LiftStatic,
+    traced: Any,
+    transform: str,
+    *,
+    changes_only: bool = True,
+) -> Any:
+    """Inside the transform, after the call: what changed in the rebuilt graph, for
+    `Lifted.write_back`. Graph mode: the changed leaves (all leaves with
+    `changes_only=False`) and the new GraphSpec if the structure changed. State mode:
+    the new States, one per filter, and the new ModuleDef if the structure changed.
+    Raises TypeError if a static attribute now holds a tracer."""
+    if root is None:
+        return None
+    graph = static.graph
+    if isinstance(graph, GraphSpec):
+        return _changed_leaves(root, graph, traced, transform, changes_only)
+    refuse_traced_statics(root, transform)
+    assert static.filters is not None
+    states, moduledef = root.partition(*static.filters)
+    return states_tuple(states), StaticBox(None if moduledef == graph else moduledef)
+
+
+def _rebuild_call(
     module_slots: tuple[int | str, ...],
     root: Module | None,
     args: tuple[Any, ...],
@@ -129,31 +260,30 @@ def _changed(old: Sequence[Any], new: Sequence[Any]) -> tuple[int, ...]:
     return tuple(i for i, (a, b) in enumerate(zip(old, new)) if a is not b)
 
 
-def write_back(root: Module, spec: GraphSpec, result: tuple[Any, ...]) -> None:
-    """Write `(changed values, StaticBox((new_spec | None, changed indices)))` into root."""
-    values, static = result
-    new_spec, indices = static.value
+def _changed_leaves(
+    root: Module, spec: GraphSpec, leaves: list[Any], transform: str, changes_only: bool
+) -> tuple[list[Any], StaticBox]:
+    """Graph mode's changes: `(values, StaticBox((new_spec | None, indices)))`."""
+    refuse_traced_statics(root, transform)
+    cache = graph_cache(root)
+    new_spec = cache.get_spec()
+    new_leaves = cache.raw_leaves()
+    if new_spec != spec:
+        return new_leaves, StaticBox((new_spec, tuple(range(len(new_leaves)))))
+    changed = _changed(leaves, new_leaves) if changes_only else tuple(range(len(new_leaves)))
+    return [new_leaves[i] for i in changed], StaticBox((None, changed))
+
+
+def _write_back_leaves(root: Module, static: LiftStatic, changes: tuple[Any, ...]) -> None:
+    values, box = changes
+    new_spec, indices = box.value
     if new_spec is None and not indices:
         return  # nothing changed: reading a module is allowed under any trace
     check_trace(root, "<state>")
     if new_spec is None:
         graph_cache(root).write_raw(indices, values)
     else:  # the structure changed inside: every leaf came back
-        apply_graph_update(root, new_spec.moduledef, new_spec.state(values))
-
-
-def lifted_outputs(
-    root: Module, spec: GraphSpec, leaves: list[Any], transform: str
-) -> tuple[list[Any], StaticBox]:
-    """What a transformed function returns about its module graph."""
-    refuse_traced_statics(root, transform)
-    cache = graph_cache(root)
-    new_spec = cache.get_spec()
-    new_leaves = cache.raw_leaves()
-    if new_spec == spec:
-        changed = _changed(leaves, new_leaves)
-        return [new_leaves[i] for i in changed], StaticBox((None, changed))
-    return new_leaves, StaticBox((new_spec, tuple(range(len(new_leaves)))))
+        apply_graph_update(root, new_spec.moduledef, (new_spec.state(values),))
 
 
 class LiftedCall:

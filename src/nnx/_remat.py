@@ -14,20 +14,16 @@ from ._compat import (
     jax_checkpoint,
 )
 from ._lift import (
+    Lifted,
     LiftedCall,
-    SplitArgs,
+    LiftStatic,
     StaticBox,
     argnums_tuple,
     call_named,
-    lifted_outputs,
-    rebuild_call,
-    write_back,
+    enter,
+    leave,
 )
-from ._module import (
-    GraphSpec,
-    Module,
-    graph_cache,
-)
+from ._module import Module
 
 __all__ = ["Remat", "RematModule", "RematOptions", "remat"]
 
@@ -88,20 +84,11 @@ def remat(
     @functools.wraps(f)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         call_args, statics = _take_static(args, static_positions)
-        split = SplitArgs(call_args, kwargs)
-        root = split.root
-        if root is None:
-            out, _ = checkpointed([], StaticBox((None, (), statics)), split.args, split.kwargs)
-            return out  # type: ignore[no-any-return]
-        cache = graph_cache(root)
-        spec = cache.get_spec()
-        out, result = checkpointed(
-            cache.raw_leaves(),
-            StaticBox((spec, split.module_slots, statics)),
-            split.args,
-            split.kwargs,
+        lift = Lifted(call_args, kwargs)
+        out, changes = checkpointed(
+            lift.traced, StaticBox((lift.static, statics)), lift.args, lift.kwargs
         )
-        write_back(root, spec, result)
+        lift.write_back(changes)
         return out  # type: ignore[no-any-return]
 
     return wrapper
@@ -114,18 +101,15 @@ def _traced(
     arguments, call `f`, and return its output with what changed."""
 
     def inner(
-        leaves: list[Any], spec_box: StaticBox, args: tuple[Any, ...], kwargs: dict[str, Any]
+        leaves: list[Any], static_box: StaticBox, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, Any]:
-        spec: GraphSpec | None
-        spec, module_slots, statics = spec_box.value
-        root = spec.merge(leaves) if spec is not None else None
-        call_args, call_kwargs = rebuild_call(module_slots, root, args, kwargs)
+        static: LiftStatic
+        static, statics = static_box.value
+        root, call_args, call_kwargs = enter(static, leaves, args, kwargs)
         for i, value in statics:
             call_args[i] = value
         out = f(*call_args, **call_kwargs)
-        if root is None or spec is None:
-            return out, None
-        return out, lifted_outputs(root, spec, leaves, "nnx.remat")
+        return out, leave(root, static, leaves, "nnx.remat")
 
     return inner
 

@@ -18,19 +18,21 @@ from ._compat import (
 from ._context import Context
 from ._filters import Filter
 from ._lift import (
+    Lifted,
     LiftedCall,
     SplitContext,
     call_named,
+    enter,
     is_sequence,
     is_tuple,
     leading_sizes,
+    leave,
     move_axis,
     tree_map,
 )
 from ._module import (
     Module,
     merge_into,
-    refuse_traced_statics,
 )
 from ._spmd import PARTITION_NAME
 from ._state import State
@@ -158,7 +160,8 @@ def _scan_call(
     ctx: Context | None,
 ) -> tuple[Any, Any]:
     n_axes = len(options.variable_axes)
-    states, moduledef = module.partition(*options.filters)
+    lift = Lifted((module,), {}, options.filters)
+    states: tuple[State[Any], ...] = lift.traced
     name = options.partition_name
     axes_states = [
         move_axis(_remove_axis(s, axis, name), axis, 0)
@@ -173,17 +176,17 @@ def _scan_call(
     def body(carry_in: tuple[Any, State[Any]], sliced: tuple[Any, ...]) -> tuple[Any, Any]:
         user_carry, carry_state = carry_in
         axes_slices, x, step_keys = sliced
-        layer = moduledef.merge(*axes_slices, broadcast_state, carry_state)
+        traced = (*axes_slices, broadcast_state, carry_state)
+        layer, _, _ = enter(lift.static, traced, lift.args, lift.kwargs)
         x_arg = x if options.in_axes is not None else xs
         out = fn(layer, user_carry, x_arg, *args, **rngs.add_to(kwargs, step_keys))
         if not is_tuple(out) or len(out) != 2:
             raise TypeError(MSG_SCAN_OUTPUT.format(got=_describe_output(out)))
         new_carry, y = out
-        refuse_traced_statics(layer, "nnx.scan")
-        new_states, _ = layer.partition(*options.filters)
-        return (new_carry, new_states[n_axes + 1]), (y, tuple(new_states[:n_axes]))
+        new_states, new_moduledef = leave(layer, lift.static, traced, "nnx.scan")
+        return (new_carry, new_states[n_axes + 1]), (y, tuple(new_states[:n_axes]), new_moduledef)
 
-    (carry_out, carry_state_out), (ys, new_axes) = _lax_scan(
+    (carry_out, carry_state_out), (ys, new_axes, new_moduledef) = _lax_scan(
         body,
         (carry, carry_state),
         (tuple(axes_states), xs_in, rngs.split_keys),
@@ -194,7 +197,7 @@ def _scan_call(
     updates = [
         _add_axis(move_axis(s, 0, axis), axis, name) for s, axis in zip(new_axes, options.axes)
     ]
-    module.update_state((*updates, carry_state_out))
+    lift.write_back(((*updates, carry_state_out), new_moduledef))
     return carry_out, move_axis(ys, 0, options.out_axes)
 
 

@@ -13,11 +13,8 @@ from ._compat import (
 )
 from ._context import Context
 from ._filters import Filter
-from ._lift import SplitContext, is_tuple, leading_sizes, move_axis
-from ._module import (
-    Module,
-    refuse_traced_statics,
-)
+from ._lift import Lifted, SplitContext, enter, is_tuple, leading_sizes, leave, move_axis
+from ._module import Module
 from ._state import State
 from ._variables import is_node_box
 
@@ -57,12 +54,7 @@ def _per_arg(in_axes: Any, n: int) -> tuple[Any, ...]:
     return tuple(in_axes) if is_tuple(in_axes) else (in_axes,) * n
 
 
-def _states_tuple(states: Any) -> tuple[State[Any], ...]:
-    """partition() gives one State for one filter, a tuple for several."""
-    return tuple(states) if is_tuple(states) else (states,)
-
-
-def _mapped_size(axes_states: list[Any], args: tuple[Any, ...], in_axes: Any) -> int | None:
+def _mapped_size(axes_states: tuple[Any, ...], args: tuple[Any, ...], in_axes: Any) -> int | None:
     sizes: set[int] = set()
     for s in axes_states:
         sizes |= leading_sizes(s, 0)
@@ -124,32 +116,32 @@ def vmap(
         def wrapper(module: Any, *args: Any, ctx: Context | None = None, **kwargs: Any) -> Any:
             if not isinstance(module, Module):
                 raise TypeError(f"nnx.vmap expects a Module first, got {type(module).__name__}")
-            partitioned, moduledef = module.partition(*filters)
-            states = _states_tuple(partitioned)
-            axes_states = [move_axis(s, axis, 0) for s, axis in zip(states[:-1], axes)]
+            lift = Lifted((module,), {}, filters)
+            states: tuple[State[Any], ...] = lift.traced
+            axes_states = tuple(move_axis(s, axis, 0) for s, axis in zip(states[:-1], axes))
             rest_state = states[-1]
             size = axis_size or _mapped_size(axes_states, args, in_axes)
             rngs = SplitContext(ctx, split_rngs, size, "nnx.vmap (axis_size=)")
 
             def inner(
                 axes_states: tuple[Any, ...], rest: Any, args: tuple[Any, ...], step_keys: Any
-            ) -> tuple[Any, Any, Any]:
-                layer = moduledef.merge(*axes_states, rest)
+            ) -> tuple[Any, Any]:
+                traced = (*axes_states, rest)
+                layer, _, _ = enter(lift.static, traced, lift.args, lift.kwargs)
                 out = body(layer, *args, **rngs.add_to(kwargs, step_keys))
-                refuse_traced_statics(layer, "nnx.vmap")
-                new_states = _states_tuple(layer.partition(*filters)[0])
+                new_states, new_moduledef = leave(layer, lift.static, traced, "nnx.vmap")
                 _refuse_broadcast_changes(rest, new_states[-1])
-                return out, tuple(new_states[:-1]), new_states[-1]
+                return out, (new_states, new_moduledef)
 
             args_axes = _per_arg(in_axes, len(args))
-            out, new_axes, new_rest = jax_vmap(
+            out, (new_states, new_moduledef) = jax_vmap(
                 inner,
                 in_axes=((0,) * len(axes_states), None, args_axes, 0),
-                out_axes=(out_axes, (0,) * len(axes_states), None),
+                out_axes=(out_axes, ((*(0,) * len(axes_states), None), None)),
                 axis_size=size,
-            )(tuple(axes_states), rest_state, args, rngs.split_keys)
-            updates = [move_axis(s, 0, axis) for s, axis in zip(new_axes, axes)]
-            module.update_state((*updates, new_rest))
+            )(axes_states, rest_state, args, rngs.split_keys)
+            updates = [move_axis(s, 0, axis) for s, axis in zip(new_states[:-1], axes)]
+            lift.write_back(((*updates, new_states[-1]), new_moduledef))
             return out
 
         return cast("Callable[P, R]", functools.wraps(f)(wrapper))

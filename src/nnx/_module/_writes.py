@@ -397,15 +397,17 @@ def _shape_mismatch(old: ModuleDef[Any], new: ModuleDef[Any], where: str) -> str
     return None
 
 
-def apply_graph_update(root: Module, new_moduledef: ModuleDef[Any], state: State[Any]) -> None:
-    """Write a transform's result back into `root`: the State's values and, if the
+def apply_graph_update(
+    root: Module, new_moduledef: ModuleDef[Any], states: tuple[State[Any], ...]
+) -> None:
+    """Write a transform's result back into `root`: the States' values and, if the
     structure changed inside (attributes added, removed or made static), that too.
 
     New or removed *submodules* cannot be written back: that raises ValueError
     before anything changes.
     """
     old_moduledef = root.get_module_def()
-    mapping = combine_states((state,))
+    mapping = combine_states(states)
     if old_moduledef == new_moduledef:
         update_state_entries(root, mapping)
         return
