@@ -38,9 +38,52 @@ def _tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
 class Conv(Module):
     """An n-D convolution over channels-last inputs (`(batch..., *spatial, features)`).
 
-    `kernel` is `(*kernel_size, in_features // feature_group_count, out_features)`.
-    `padding`: "SAME", "VALID", "CIRCULAR", "CAUSAL" (1-D only), an int, or one int or
-    (low, high) pair per spatial dimension. Inputs without a batch axis are accepted.
+    The number of spatial dimensions is `len(kernel_size)`. `kernel` is a
+    `(*kernel_size, in_features // feature_group_count, out_features)` Param, `bias`
+    an `(out_features,)` one (or `Param(None)`); keys come from
+    `ctx.make_rng("params")`, kernel first. Inputs may have any number of batch
+    axes, none included.
+
+    Args:
+        in_features: Number of input channels (> 0).
+        out_features: Number of output channels (> 0).
+        kernel_size: The window size, one int per spatial dimension (a bare int is
+            refused).
+        strides: The stride, one int for all spatial dimensions or one per dimension.
+            Default 1.
+        padding: "SAME" (default), "VALID", "CIRCULAR" (wrap around), "CAUSAL"
+            (1-D only: pad on the left), an int for every side, or one int or
+            `(low, high)` pair per spatial dimension. Strings are case-insensitive.
+        input_dilation: Dilation of the input (transposed-convolution style), an int
+            or one per dimension. Default 1.
+        kernel_dilation: Dilation of the kernel (atrous convolution), an int or one
+            per dimension. Default 1.
+        feature_group_count: Number of channel groups; `in_features` and
+            `out_features` must be divisible by it. Default 1.
+        use_bias: Whether to add a bias. Default True.
+        dtype: The computation dtype. Default: promoted from inputs and parameters.
+        param_dtype: The dtype of the parameters. Default float32.
+        precision: The `jax.lax` precision of the convolution.
+        kernel_init: Initializer of the kernel. Default
+            `nnx.initializers.lecun_normal()`.
+        bias_init: Initializer of the bias. Default `nnx.initializers.zeros()`.
+        ctx: The Context to draw parameter keys from (stream `"params"`).
+
+    Raises:
+        TypeError: If `kernel_size` is an int.
+        ValueError: If a size, stride or dilation is not a positive int, the number of
+            per-dimension values is wrong, or a feature count is not divisible by
+            `feature_group_count`. A bad `padding` raises ValueError when called.
+
+    Example:
+        ```python
+        conv = nnx.Conv(3, 8, kernel_size=(3, 3), ctx=nnx.context(0))
+        assert conv.kernel.shape == (3, 3, 3, 8)
+        assert conv(jnp.ones((2, 5, 5, 3))).shape == (2, 5, 5, 8)  # SAME padding
+        assert conv(jnp.ones((5, 5, 3))).shape == (5, 5, 8)  # no batch axis
+        causal = nnx.Conv(2, 2, (3,), strides=2, padding="CAUSAL", ctx=nnx.context(0))
+        assert causal(jnp.ones((1, 10, 2))).shape == (1, 5, 2)
+        ```
     """
 
     kernel: Param[Shaped[Array, "*kernel_size in_per_group out_features"]]
@@ -134,6 +177,19 @@ class Conv(Module):
         return x, pairs
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
+        """Convolve `inputs`.
+
+        Args:
+            inputs: An array of shape `(batch..., *spatial, in_features)`, with any
+                number of batch axes (none included).
+
+        Returns:
+            An array of shape `(batch..., *out_spatial, out_features)`.
+
+        Raises:
+            ValueError: If `padding` is not a valid padding, or "CAUSAL" is used with
+                more than one spatial dimension.
+        """
         n = len(self.kernel_size)
         x = jnp.asarray(inputs)
         batch_shape = x.shape[: x.ndim - n - 1]

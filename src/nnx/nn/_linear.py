@@ -26,9 +26,38 @@ default_bias_init = initializers.zeros()
 class Linear(Module):
     """`y = x @ kernel + bias` over the last axis of `x`.
 
-    `kernel` is `(in_features, out_features)`, `bias` `(out_features,)` (or
-    `Param(None)` with `use_bias=False`). Keys come from `ctx.make_rng("params")`,
-    kernel first.
+    `kernel` is a `(in_features, out_features)` Param, `bias` an `(out_features,)` one
+    (or `Param(None)` with `use_bias=False`: still a State entry, with no leaves).
+    Keys come from `ctx.make_rng("params")`, kernel first. Both are shape-checked on
+    assignment (dimensions `in_features`, `out_features`).
+
+    Args:
+        in_features: Size of the last input axis (> 0).
+        out_features: Size of the last output axis (> 0).
+        use_bias: Whether to add a bias. Default True.
+        dtype: The computation dtype: inputs and parameters are cast to it. Default:
+            the promoted dtype of the inputs and parameters (integers become
+            float32).
+        param_dtype: The dtype of the parameters. Default float32.
+        precision: The `jax.lax` precision of the matrix product.
+        kernel_init: Initializer of the kernel, `init(key, shape, dtype)`. Default
+            `nnx.initializers.lecun_normal()`.
+        bias_init: Initializer of the bias. Default `nnx.initializers.zeros()`.
+        dot_general: The contraction function (default `jax.lax.dot_general`), e.g. a
+            quantized one.
+        ctx: The Context to draw parameter keys from (stream `"params"`).
+
+    Raises:
+        ValueError: If a size is not a positive int.
+
+    Example:
+        ```python
+        layer = nnx.Linear(3, 4, ctx=nnx.context(0))
+        y = layer(jnp.ones((2, 3)))
+        assert y.shape == (2, 4)
+        assert layer.kernel.shape == (3, 4) and jnp.allclose(layer.bias, 0.0)
+        assert layer(jnp.ones((5, 2, 3))).shape == (5, 2, 4)  # any leading axes
+        ```
     """
 
     kernel: Param[Shaped[Array, "in_features out_features"]]
@@ -68,6 +97,14 @@ class Linear(Module):
         self.dot_general = dot_general
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
+        """Apply the layer to the last axis of `inputs`.
+
+        Args:
+            inputs: An array of shape `(..., in_features)`.
+
+        Returns:
+            An array of shape `(..., out_features)`, of the computation dtype.
+        """
         inputs, kernel, bias = promote_dtype(inputs, self.kernel, self.bias, dtype=self.dtype)
         y = self.dot_general(
             inputs,
