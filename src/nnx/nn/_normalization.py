@@ -44,10 +44,49 @@ def _feature_shape(ndim: int, axis: int, size: int) -> tuple[int, ...]:
 class BatchNorm(Module):
     """Batch normalization over every axis but `axis` (the feature axis).
 
-    Training (`use_running_average=False`) normalizes with the batch statistics and
-    updates `mean`/`var` (BatchStat) as `m * old + (1 - m) * batch`; evaluation uses the
-    stored statistics. The mode is the first of: the call argument, the attribute,
-    the Context flag `use_running_average`.
+    `y = (x - mean) / sqrt(var + epsilon) * scale + bias`, per feature. Training
+    (`use_running_average=False`) normalizes with the batch statistics (mean and
+    biased variance over all other axes, in float32 or wider) and updates `mean`/`var`
+    (BatchStat, float32) as `momentum * old + (1 - momentum) * batch`; evaluation
+    (`use_running_average=True`) uses the stored statistics and changes nothing. The
+    mode is the first non-None of: the call argument, the attribute, the Context flag
+    `use_running_average`. `mean` starts at zeros, `var` at ones.
+
+    Args:
+        num_features: Size of the feature axis (> 0).
+        use_running_average: The default mode (see above). Default None: decided
+            per call.
+        axis: The feature axis. Default -1 (channels last).
+        momentum: Decay of the running statistics. Default 0.99.
+        epsilon: Added to the variance. Default 1e-5.
+        dtype: The output dtype. Default: promoted from the input, scale and bias
+            (at least float32 for integer input).
+        param_dtype: The dtype of `scale` and `bias`. Default float32.
+        use_bias: Whether to add a `bias` Param (else `Param(None)`). Default True.
+        use_scale: Whether to multiply by a `scale` Param (else `Param(None)`).
+            Default True.
+        bias_init: Initializer of `bias`. Default `nnx.initializers.zeros()`.
+        scale_init: Initializer of `scale`. Default `nnx.initializers.ones()`.
+        axis_name: A mapped axis (`jax.vmap(..., axis_name=...)`, `pmap`) to average the
+            batch statistics over with `jax.lax.pmean`. Default: none.
+        axis_index_groups: Groups of that axis to average within (see `pmean`).
+        ctx: The Context to draw `scale` and `bias` keys from (stream `"params"`).
+
+    Raises:
+        ValueError: If `num_features` is not a positive int.
+
+    Example:
+        ```python
+        bn = nnx.BatchNorm(3, ctx=nnx.context(0))
+        x = jnp.arange(12.0).reshape(4, 3)
+        y = bn(x, use_running_average=False)  # training: batch statistics
+        assert jnp.allclose(y.mean(axis=0), 0.0, atol=1e-6)
+        assert jnp.allclose(bn.mean, 0.01 * x.mean(axis=0))  # momentum 0.99
+        frozen = bn.filter(nnx.BatchStat)
+        eval_ctx = nnx.context(flags=dict(use_running_average=True))
+        bn(x, ctx=eval_ctx)  # evaluation: stored statistics, no update
+        assert bn.filter(nnx.BatchStat) == frozen
+        ```
     """
 
     mean: BatchStat[Float[Array, " num_features"]]
@@ -94,6 +133,21 @@ class BatchNorm(Module):
     def __call__(
         self, x: jax.Array, use_running_average: bool | None = None, *, ctx: Context | None = None
     ) -> jax.Array:
+        """Normalize `x`; in training mode, also update `mean` and `var`.
+
+        Args:
+            x: An array whose `axis` has size `num_features`.
+            use_running_average: True to use the stored statistics, False to use
+                (and fold in) the batch's. Default: the attribute, then the flag.
+            ctx: A Context whose flag `use_running_average` decides when neither the
+                argument nor the attribute does.
+
+        Returns:
+            The normalized array, of `x`'s shape.
+
+        Raises:
+            ValueError: If no mode is given anywhere.
+        """
         use_running_average = resolve_flag(
             "BatchNorm",
             "use_running_average",
@@ -149,7 +203,40 @@ def _normalize(
 
 
 class LayerNorm(Module):
-    """Normalize each example over its last axis, then scale and shift."""
+    """Normalize each example over its last axis, then scale and shift.
+
+    `y = (x - mean) / sqrt(var + epsilon) * scale + bias`, with the mean and biased
+    variance of each example taken over `reduction_axes` (in float32 or wider). No
+    running statistics: training and evaluation are the same.
+
+    Args:
+        num_features: Size of the feature axis (> 0), the shape of `scale` and
+            `bias`.
+        epsilon: Added to the variance. Default 1e-6.
+        dtype: The output dtype. Default: promoted from the input, scale and bias.
+        param_dtype: The dtype of `scale` and `bias`. Default float32.
+        use_bias: Whether to add a `bias` Param (else `Param(None)`). Default True.
+        use_scale: Whether to multiply by a `scale` Param (else `Param(None)`).
+            Default True.
+        bias_init: Initializer of `bias`. Default `nnx.initializers.zeros()`.
+        scale_init: Initializer of `scale`. Default `nnx.initializers.ones()`.
+        reduction_axes: The axis or axes the statistics are taken over. Default -1.
+        feature_axes: The axis `scale` and `bias` apply along. Default -1.
+        ctx: The Context to draw `scale` and `bias` keys from (stream `"params"`).
+
+    Raises:
+        ValueError: If `num_features` is not a positive int.
+
+    Example:
+        ```python
+        ln = nnx.LayerNorm(4, ctx=nnx.context(0))
+        x = jnp.arange(8.0).reshape(2, 4)
+        y = ln(x)
+        assert y.shape == (2, 4)
+        assert jnp.allclose(y.mean(axis=-1), 0.0, atol=1e-6)
+        assert jnp.allclose(y.std(axis=-1), 1.0, atol=1e-4)
+        ```
+    """
 
     scale: Param[Shaped[Array, " num_features"] | None]
     bias: Param[Shaped[Array, " num_features"] | None]
@@ -182,6 +269,14 @@ class LayerNorm(Module):
         self.feature_axes = feature_axes
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Normalize `x` over `reduction_axes`, then scale and shift.
+
+        Args:
+            x: An array whose `feature_axes` axis has size `num_features`.
+
+        Returns:
+            The normalized array, of `x`'s shape.
+        """
         x = jnp.asarray(x)
         y = _normalize(x, self.reduction_axes, self.epsilon)
         feature_shape = _feature_shape(x.ndim, self.feature_axes, self.num_features)
@@ -193,7 +288,31 @@ class LayerNorm(Module):
 
 
 class RMSNorm(Module):
-    """Scale each example by the inverse root mean square of its last axis."""
+    """Scale each example by the inverse root mean square of its last axis.
+
+    `y = x / sqrt(mean(x**2) + epsilon) * scale`, the mean over the last axis (in
+    float32 or wider); no centering and no bias.
+
+    Args:
+        num_features: Size of the last axis (> 0), the shape of `scale`.
+        epsilon: Added to the mean square. Default 1e-6.
+        dtype: The output dtype. Default: promoted from the input and scale.
+        param_dtype: The dtype of `scale`. Default float32.
+        use_scale: Whether to multiply by a `scale` Param (else `Param(None)`).
+            Default True.
+        scale_init: Initializer of `scale`. Default `nnx.initializers.ones()`.
+        ctx: The Context to draw the `scale` key from (stream `"params"`).
+
+    Raises:
+        ValueError: If `num_features` is not a positive int.
+
+    Example:
+        ```python
+        rms = nnx.RMSNorm(3, ctx=nnx.context(0))
+        y = rms(jnp.array([[1.0, 2.0, 3.0]]))
+        assert jnp.allclose(jnp.sqrt(jnp.mean(y**2, axis=-1)), 1.0, atol=1e-5)
+        ```
+    """
 
     scale: Param[Shaped[Array, " num_features"] | None]
     num_features: int
@@ -216,6 +335,14 @@ class RMSNorm(Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Scale `x` by the inverse root mean square of its last axis, then by `scale`.
+
+        Args:
+            x: An array of shape `(..., num_features)`.
+
+        Returns:
+            The normalized array, of `x`'s shape.
+        """
         y = _normalize(jnp.asarray(x), (-1,), self.epsilon, center=False)
         if self.scale is not None:
             y = y * self.scale
@@ -223,7 +350,39 @@ class RMSNorm(Module):
 
 
 class GroupNorm(Module):
-    """Normalize groups of channels (channels last) over all non-batch axes."""
+    """Normalize groups of channels (channels last) over all non-batch axes.
+
+    The last axis (`num_features` channels) is split into `num_groups` groups of
+    consecutive channels; each group is normalized with the mean and biased variance
+    over the group's channels and every axis but the first (the batch axis), then
+    `scale` and `bias` apply per channel.
+
+    Args:
+        num_features: Number of channels (> 0), divisible by `num_groups`.
+        num_groups: Number of groups (> 0). Default 32.
+        epsilon: Added to the variance. Default 1e-6.
+        dtype: The output dtype. Default: promoted from the input, scale and bias.
+        param_dtype: The dtype of `scale` and `bias`. Default float32.
+        use_bias: Whether to add a `bias` Param (else `Param(None)`). Default True.
+        use_scale: Whether to multiply by a `scale` Param (else `Param(None)`).
+            Default True.
+        bias_init: Initializer of `bias`. Default `nnx.initializers.zeros()`.
+        scale_init: Initializer of `scale`. Default `nnx.initializers.ones()`.
+        ctx: The Context to draw `scale` and `bias` keys from (stream `"params"`).
+
+    Raises:
+        ValueError: If a size is not a positive int or `num_features` is not divisible
+            by `num_groups`.
+
+    Example:
+        ```python
+        gn = nnx.GroupNorm(4, num_groups=2, ctx=nnx.context(0))
+        x = jnp.arange(24.0).reshape(2, 3, 4)  # (batch, length, channels)
+        y = gn(x)
+        groups = y.reshape(2, 3, 2, 2)  # (batch, length, group, channel in group)
+        assert jnp.allclose(groups.mean(axis=(1, 3)), 0.0, atol=1e-5)
+        ```
+    """
 
     scale: Param[Shaped[Array, " num_features"] | None]
     bias: Param[Shaped[Array, " num_features"] | None]
@@ -259,6 +418,14 @@ class GroupNorm(Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Normalize each group of channels of `x`, then scale and shift.
+
+        Args:
+            x: An array of shape `(batch, ..., num_features)`.
+
+        Returns:
+            The normalized array, of `x`'s shape.
+        """
         x = jnp.asarray(x)
         grouped = reshape(x, (*x.shape[:-1], self.num_groups, self.num_features // self.num_groups))
         axes = (*range(1, grouped.ndim - 2), grouped.ndim - 1)
