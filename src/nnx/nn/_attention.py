@@ -39,8 +39,34 @@ def dot_product_attention(
 ) -> jax.Array:
     """`softmax(q·kᵀ/√d + mask) · v` over `(batch..., length, heads, head_dim)` inputs.
 
-    `mask` (broadcastable to `(batch..., heads, q_length, kv_length)`) is True where
-    attending is allowed.
+    The logits of masked-out pairs are set to the lowest finite value of their dtype
+    before the softmax (a row with nothing allowed attends uniformly).
+
+    Args:
+        query: Queries, `(batch..., q_length, heads, head_dim)`.
+        key: Keys, `(batch..., kv_length, heads, head_dim)`.
+        value: Values, `(batch..., kv_length, heads, v_dim)`.
+        mask: Boolean, broadcastable to `(batch..., heads, q_length, kv_length)`, True
+            where attending is allowed. Default: everything allowed.
+        dropout_rate: Probability of dropping an attention weight (the rest are
+            scaled by `1 / (1 - dropout_rate)`). Default 0.
+        deterministic: If True (the default), no dropout.
+        ctx: The Context to draw the dropout mask from (stream `"dropout"`).
+
+    Returns:
+        The attended values, `(batch..., q_length, heads, v_dim)`.
+
+    Raises:
+        ValueError: If dropout is applied and `ctx` is None.
+
+    Example:
+        ```python
+        q = jax.random.normal(jax.random.key(0), (1, 4, 2, 8))  # batch, length, heads, dim
+        causal = jnp.tril(jnp.ones((4, 4), bool))
+        out = nnx.dot_product_attention(q, q, q, causal)
+        assert out.shape == (1, 4, 2, 8)
+        assert jnp.allclose(out[:, 0], q[:, 0], atol=1e-6)  # position 0 sees only itself
+        ```
     """
     depth = query.shape[-1]
     logits = _einsum("...qhd,...khd->...hqk", query / jnp.sqrt(depth).astype(query.dtype), key)
@@ -62,6 +88,42 @@ class MultiHeadAttention(Module):
     `init_cache(batch, max_length)` once, then `attn(x_step, decode=True)` per step: the
     keys and values of each step go into `Cache` Variables (`cached_key`,
     `cached_value`, `cache_index`) and each query attends to the cache so far.
+
+    The submodules `query`, `key`, `value` (`in_features -> qkv_features`) and `out`
+    (`qkv_features -> out_features`) are `nnx.Linear` layers; the `qkv_features` are
+    split into `num_heads` heads of `head_dim = qkv_features // num_heads`.
+
+    Args:
+        num_heads: Number of heads (> 0).
+        in_features: Size of the last axis of the inputs (> 0).
+        qkv_features: Total size of the queries, keys and values, divisible by
+            `num_heads`. Default: `in_features`.
+        out_features: Size of the last output axis. Default:
+            `in_features`.
+        dropout_rate: Dropout on the attention weights, in [0, 1]. Default 0.
+        deterministic: The default dropout mode. Default None: decided per call
+            (only asked for when `dropout_rate > 0`).
+        use_bias: Whether the projections have biases. Default True.
+        dtype: The computation dtype of the projections. Default: promoted.
+        param_dtype: The dtype of the parameters. Default float32.
+        ctx: The Context to draw parameter keys from (stream `"params"`).
+
+    Raises:
+        ValueError: If a size is not a positive int, `dropout_rate` is not in [0, 1],
+            or `qkv_features` is not divisible by `num_heads`.
+
+    Example:
+        ```python
+        attn = nnx.MultiHeadAttention(num_heads=2, in_features=8, ctx=nnx.context(0))
+        x = jax.random.normal(jax.random.key(1), (1, 4, 8))
+        full = attn(x, causal=True)
+        assert full.shape == (1, 4, 8)
+
+        attn.init_cache(batch_size=1, max_length=4)  # decode one position at a time
+        steps = [attn(x[:, i : i + 1], decode=True) for i in range(4)]
+        assert jnp.allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+        assert attn.cache_index == 4
+        ```
     """
 
     cached_key: Cache[Float[Array, "batch max_length num_heads head_dim"]]
@@ -110,7 +172,18 @@ class MultiHeadAttention(Module):
         self.deterministic = deterministic
 
     def init_cache(self, batch_size: int, max_length: int, dtype: Any = jnp.float32) -> None:
-        """Create an empty kv-cache for decoding `max_length` positions."""
+        """Create an empty kv-cache for decoding `max_length` positions.
+
+        Sets the `Cache` Variables `cached_key` and `cached_value` (zeros of shape
+        `(batch_size, max_length, num_heads, head_dim)`) and `cache_index` (int32 0),
+        replacing any earlier cache.
+
+        Args:
+            batch_size: The batch size of the decoded inputs.
+            max_length: The number of positions the cache holds. Nothing checks that
+                decoding stays within it.
+            dtype: The dtype of the cached keys and values. Default float32.
+        """
         shape = (batch_size, max_length, self.num_heads, self.head_dim)
         self.cached_key = Cache(jnp.zeros(shape, dtype))
         self.cached_value = Cache(jnp.zeros(shape, dtype))
@@ -130,6 +203,32 @@ class MultiHeadAttention(Module):
         deterministic: bool | None = None,
         ctx: Context | None = None,
     ) -> jax.Array:
+        """Attend from `inputs_q` to `inputs_kv` (or to `inputs_q` itself).
+
+        Args:
+            inputs_q: Query inputs, `(batch..., q_length, in_features)`.
+            inputs_kv: Key/value inputs, `(batch..., kv_length, in_features)`.
+                Default: `inputs_q` (self-attention).
+            mask: Boolean, broadcastable to `(batch..., num_heads, q_length,
+                kv_length)` (with `decode`, `kv_length` is `max_length`), True where
+                attending is allowed; combined with the causal or cache mask.
+            causal: Whether query `i` may only attend to keys up to `i` (aligned at
+                the end when `kv_length > q_length`). Ignored with `decode`.
+            decode: Whether to append this step's keys and values to the cache at
+                `cache_index` and attend to every cached position up to each query's
+                own; advances `cache_index` by `q_length`.
+            deterministic: Whether to skip attention dropout. Default: the attribute,
+                then the Context flag `deterministic`; only used when
+                `dropout_rate > 0`.
+            ctx: The Context for dropout (stream `"dropout"`) and its flag.
+
+        Returns:
+            The output, `(batch..., q_length, out_features)`.
+
+        Raises:
+            ValueError: If `decode` is set and `init_cache` was not called, or dropout
+                is on and no mode or no `ctx` is given.
+        """
         inputs_kv = inputs_q if inputs_kv is None else inputs_kv
         query = self._heads(self.query(inputs_q))
         key = self._heads(self.key(inputs_kv))
