@@ -1,4 +1,17 @@
-"""Layers, activations and initializers."""
+"""Layers, activations and initializers.
+
+Layers (`Linear`, `Conv`, `Embed`, `BatchNorm`, `LayerNorm`, `RMSNorm`, `GroupNorm`,
+`Dropout`, `MultiHeadAttention`) are Modules with shape-annotated Variables; they take
+a keyword-only `ctx` to draw their parameter keys from (`ctx.make_rng("params")`).
+Every name is also exported by `nnx` itself (`nnx.Linear is nnx.nn.Linear`).
+
+Example:
+    ```python
+    ctx = nnx.context(0)
+    model = nnx.Sequence([nnx.Linear(4, 8, ctx=ctx), nnx.relu, nnx.Linear(8, 2, ctx=ctx)])
+    assert model(jnp.ones((3, 4))).shape == (3, 2)
+    ```
+"""
 
 from . import initializers as initializers
 from ._activations import (

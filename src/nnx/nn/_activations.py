@@ -1,4 +1,16 @@
-"""Activation functions, re-exported from `jax.nn` (and `tanh` from `jax.numpy`)."""
+"""Activation functions, re-exported from `jax.nn` (and `tanh` from `jax.numpy`).
+
+Each is JAX's own function (`nnx.relu is jax.nn.relu`), documented by JAX; `normalize`
+is kept as an alias of `standardize`.
+
+Example:
+    ```python
+    x = jnp.array([-1.0, 0.0, 2.0])
+    assert jnp.allclose(nnx.relu(x), jnp.array([0.0, 0.0, 2.0]))
+    assert jnp.allclose(nnx.softmax(x).sum(), 1.0)
+    assert nnx.gelu(x).shape == (3,)
+    ```
+"""
 
 from __future__ import annotations
 
@@ -30,7 +42,14 @@ from jax.nn import (
 from jax.numpy import tanh as tanh
 
 normalize = standardize
-"""Alias of `standardize` (`jax.nn.normalize` was removed from JAX)."""
+"""Alias of `standardize` (`jax.nn.normalize` was removed from JAX).
+
+Example:
+    ```python
+    y = nnx.normalize(jnp.array([1.0, 2.0, 3.0]))
+    assert jnp.allclose(y.mean(), 0.0) and jnp.allclose(y.std(), 1.0, atol=1e-3)
+    ```
+"""
 
 __all__ = [
     "celu",

@@ -2,7 +2,20 @@
 
 Each initializer is called as `init(key, shape, dtype)`. `zeros` and `ones` here are
 *factories* (call them to get the initializer), like every other entry:
-`bias_init=nnx.initializers.zeros()`.
+`bias_init=nnx.initializers.zeros()`. The other names are JAX's own functions (see
+`jax.nn.initializers` for their arguments). Wrap one with `nnx.with_metadata` or
+`nnx.with_logical_partitioning` to give the Variable it initializes metadata.
+
+Example:
+    ```python
+    init = nnx.initializers.normal(stddev=0.02)
+    w = init(jax.random.key(0), (3, 4), jnp.float32)
+    assert w.shape == (3, 4) and w.dtype == jnp.float32
+    layer = nnx.Linear(
+        3, 4, kernel_init=init, bias_init=nnx.initializers.ones(), ctx=nnx.context(0)
+    )
+    assert jnp.allclose(layer.bias, 1.0)
+    ```
 """
 
 from __future__ import annotations
@@ -55,18 +68,43 @@ __all__ = [
 
 
 class Initializer(Protocol):
-    """`init(key, shape, dtype) -> array` (the result may carry metadata)."""
+    """The type of an initializer: `init(key, shape, dtype) -> array`.
+
+    `key` is a JAX PRNG key, `shape` a tuple of ints, `dtype` the parameter dtype
+    (optional). The result may be a `ContainerMetadata` carrying metadata for the
+    Variable built from it (see `nnx.with_metadata`).
+    """
 
     def __call__(self, key: jax.Array, shape: Any, dtype: Any = ..., /) -> Any: ...
 
 
 def zeros() -> Initializer:
-    """The initializer that returns zeros."""
+    """The initializer that returns zeros: `zeros()(key, shape, dtype)`.
+
+    Returns:
+        `jax.nn.initializers.zeros` (which ignores the key; dtype default float32).
+
+    Example:
+        ```python
+        init = nnx.initializers.zeros()
+        assert jnp.array_equal(init(jax.random.key(0), (2, 3)), jnp.zeros((2, 3)))
+        ```
+    """
     init: Initializer = jax.nn.initializers.zeros
     return init
 
 
 def ones() -> Initializer:
-    """The initializer that returns ones."""
+    """The initializer that returns ones: `ones()(key, shape, dtype)`.
+
+    Returns:
+        `jax.nn.initializers.ones` (which ignores the key; dtype default float32).
+
+    Example:
+        ```python
+        init = nnx.initializers.ones()
+        assert init(jax.random.key(0), (2,), jnp.int32).tolist() == [1, 1]
+        ```
+    """
     init: Initializer = jax.nn.initializers.ones
     return init
