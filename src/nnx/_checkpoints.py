@@ -223,10 +223,50 @@ def save(
     Records each entry's structure (Variable kinds and metadata included) and each
     leaf's type, dtype and shape next to the arrays, so that `restore` can check a
     target and `load` can rebuild the State without one. Everything is checked before
-    anything is written; the directory appears only when complete.
+    anything is written; the checkpoint appears only when complete, and until then
+    `directory` keeps the one it replaces. A second save to the same directory waits
+    for a running one (a file lock), then behaves as below.
 
-    Raises FileExistsError if `directory` exists, unless `overwrite=True`, which
-    replaces an earlier nnx checkpoint (or an empty directory), never anything else.
+    Leaves may be jax or numpy arrays of numeric or bool dtypes (typed PRNG keys
+    included) or Python scalars; metadata must be JSON-like. Entries may be any
+    pytree of those (tuples, lists, dicts, States, Variables, ...).
+
+    Args:
+        directory: A local path (made absolute; `~` expanded) or a `scheme://` path
+            (e.g. `gs://...`) handled by orbax. It must not exist, be empty, or hold
+            an nnx checkpoint (with `overwrite=True`).
+        state: A State, or a Module (its `get_state()`).
+        overwrite: Whether to replace an existing nnx checkpoint. Default False.
+
+    Raises:
+        FileExistsError: If `directory` holds a checkpoint and `overwrite` is False,
+            or holds anything nnx did not write (it is a file, a directory of other
+            files, or a checkpoint with files added inside); nothing is written then.
+        PermissionError: If `directory` (or an old checkpoint to remove) is not
+            writable.
+        TypeError: If `state` is not a Module or a State, or holds abstract values
+            (`jax.ShapeDtypeStruct`), leaves that cannot be stored or metadata that
+            is not JSON-like.
+        ValueError: If `state` holds traced values (a save inside `jax.jit`), a path
+            key cannot name an orbax item (empty, containing `.` or `/`, a digit
+            string) or one path is a prefix of another.
+        ImportError: If orbax-checkpoint is not installed.
+
+    Example:
+        ```python
+        import tempfile
+        from pathlib import Path
+
+        model = nnx.BatchNorm(3, ctx=nnx.context(0))
+        path = Path(tempfile.mkdtemp()) / "ckpt"
+        nnx.checkpoints.save(path, model)
+        try:
+            nnx.checkpoints.save(path, model)
+        except FileExistsError:
+            pass
+        nnx.checkpoints.save(path, model.filter(nnx.Param), overwrite=True)
+        assert set(nnx.checkpoints.load(path)) == {("bias",), ("scale",)}
+        ```
     """
     ocp = _orbax()
     path = _as_dir(directory)
@@ -412,9 +452,40 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
     abstract leaf's `ShapeDtypeStruct.sharding`, a concrete leaf's `.sharding`), else
     on the default device.
 
-    Raises ValueError naming the differing paths (the first 50, then a count) if the
-    checkpoint's structure (paths, kinds, metadata, containers, dtypes, shapes) is not
-    the target's; then nothing is changed.
+    Args:
+        directory: The checkpoint directory `save` wrote.
+        target: A Module or a State with the saved structure.
+
+    Returns:
+        `target` itself for a Module; a new State for a State.
+
+    Raises:
+        ValueError: Naming the differing paths (the first 50, then a count) if the
+            checkpoint's structure (paths, kinds, metadata, containers, dtypes,
+            shapes) is not the target's, then nothing is changed; also if the
+            directory is not an nnx checkpoint or is damaged, or holds 64-bit arrays
+            and `jax_enable_x64` is off.
+        TypeError: If `target` is not a Module or a State.
+        FileNotFoundError: If there is no checkpoint at `directory`.
+        ImportError: If orbax-checkpoint is not installed.
+
+    Example:
+        ```python
+        import tempfile
+        from pathlib import Path
+
+        model = nnx.Linear(2, 3, ctx=nnx.context(0))
+        path = Path(tempfile.mkdtemp()) / "ckpt"
+        nnx.checkpoints.save(path, model)
+
+        fresh = nnx.Linear(2, 3, ctx=nnx.context(1))
+        assert nnx.checkpoints.restore(path, fresh) is fresh
+        assert jnp.allclose(fresh.kernel, model.kernel)
+        try:
+            nnx.checkpoints.restore(path, nnx.Linear(2, 4, ctx=nnx.context(0)))
+        except ValueError as e:
+            assert "('kernel',): checkpoint has float32[2,3], target has float32[2,4]" in str(e)
+        ```
     """
     if isinstance(target, Module):
         target_state = target.get_state()
@@ -489,6 +560,31 @@ def load(directory: str | os.PathLike[str], /) -> State[Any]:
     in this process, never imported: import or define them first. Classes made by
     `nnx.variable_type(name)` are made again. Values holding pytree nodes other
     than tuples, lists, dicts, States and Variables need `restore(path, target)`.
+
+    Args:
+        directory: The checkpoint directory `save` wrote.
+
+    Returns:
+        The saved State.
+
+    Raises:
+        ValueError: If the directory is not an nnx checkpoint, is damaged, names a
+            Variable class not defined in this process, or holds 64-bit arrays and
+            `jax_enable_x64` is off.
+        FileNotFoundError: If there is no checkpoint at `directory`.
+        ImportError: If orbax-checkpoint is not installed.
+
+    Example:
+        ```python
+        import tempfile
+        from pathlib import Path
+
+        state = nnx.State({("w",): nnx.Param(jnp.ones(2), sharding=("embed",))})
+        path = Path(tempfile.mkdtemp()) / "ckpt"
+        nnx.checkpoints.save(path, state)
+        loaded = nnx.checkpoints.load(path)
+        assert loaded == state and loaded[("w",)].sharding == ("embed",)
+        ```
     """
     ocp = _orbax()
     path = _as_dir(directory)
