@@ -26,10 +26,45 @@ def _is_instance(x: object, cls: type[Any]) -> bool:
 class TrainState(Pytree, Generic[M]):
     """`TrainState(moduledef, params=params, tx=optax.adam(1e-3), **extra)`.
 
-    A pytree (pass it through `jax.jit`): `params`, `opt_state` and `step` are its
-    leaves, `moduledef` and `tx` are static; extra keyword fields (e.g.
-    `batch_stats=...`) are leaves if they are arrays or States. `optax` is needed
-    (`pip install nnx[train]`).
+    A model's ModuleDef, parameters and optimizer state in one immutable `nnx.Pytree`
+    (pass it through `jax.jit`): `params`, `opt_state` and `step` are its children
+    (kept in `TreeNode`s, read unboxed), `moduledef` and `tx` are static; extra
+    keyword fields (e.g. `batch_stats=...`) are children if they are nodes (arrays,
+    States, Variables), else static. Fields cannot be assigned; `apply_gradients` and
+    `replace` return new TrainStates. `optax` is needed (`pip install nnx[train]`);
+    `nnx.TrainState` imports it on first use.
+
+    Args:
+        moduledef: The model's ModuleDef, e.g. from `model.partition(nnx.Param)`.
+        params: The State the optimizer updates; `opt_state` is `tx.init(params)`.
+        tx: An optax `GradientTransformation`.
+        step: The initial step count (stored as a jax array). Default 0.
+        **kwargs: Extra fields.
+
+    Raises:
+        TypeError: If `moduledef` is not a ModuleDef, `params` not a State, or `tx`
+            has no `init`/`update`.
+
+    Example:
+        ```python
+        import optax
+
+        model = nnx.Linear(3, 1, ctx=nnx.context(0))
+        params, moduledef = model.partition(nnx.Param)
+        state = nnx.TrainState(moduledef, params=params, tx=optax.sgd(0.1))
+
+        @jax.jit
+        def train_step(state: nnx.TrainState[nnx.Linear], x: jax.Array, y: jax.Array):
+            def loss_fn(params: nnx.State) -> jax.Array:
+                y_pred, _ = state.apply(params)(x)
+                return jnp.mean((y_pred - y) ** 2)
+
+            return state.apply_gradients(jax.grad(loss_fn)(state.params))
+
+        new = train_step(state, jnp.ones((4, 3)), jnp.zeros((4, 1)))
+        assert int(new.step) == 1 and int(state.step) == 0
+        assert not jnp.allclose(new.params[("kernel",)].value, params[("kernel",)].value)
+        ```
     """
 
     moduledef: ModuleDef[M]
@@ -72,14 +107,41 @@ class TrainState(Pytree, Generic[M]):
             setattr(self, name, value)
 
     def apply(self, *states: State[Any] | str) -> ApplyCaller[M]:
-        """`moduledef.apply` over the given States, or field names (`"params"`)."""
+        """`moduledef.apply` over the given States, or field names (`"params"`).
+
+        Args:
+            *states: States, or names of this TrainState's fields holding States.
+                Default: `params`.
+
+        Returns:
+            An `ApplyCaller`: `state.apply(...)(x)` (or `.method(x)`) runs the model
+            on a fresh copy and returns `(out, nnx.Pure(updated_state, moduledef))`.
+
+        Example:
+            ```python
+            import optax
+
+            params, moduledef = nnx.Linear(3, 2, ctx=nnx.context(0)).partition(nnx.Param)
+            state = nnx.TrainState(moduledef, params=params, tx=optax.sgd(0.1))
+            y, _ = state.apply("params")(jnp.ones((4, 3)))
+            assert y.shape == (4, 2)
+            ```
+        """
         resolved: list[State[Any]] = [getattr(self, s) if isinstance(s, str) else s for s in states]
         first, *rest = resolved or [self.params]
         return self.moduledef.apply(first, *rest)
 
     def apply_gradients(self, grads: State[Any], **kwargs: Any) -> TrainState[M]:
         """One optimizer step: new params and opt_state, `step + 1`, and any fields
-        given as keywords replaced."""
+        given as keywords replaced.
+
+        Args:
+            grads: Gradients with the structure of `params` (e.g. from `jax.grad`).
+            **kwargs: Fields to replace as well (e.g. `batch_stats=...`).
+
+        Returns:
+            A new TrainState; this one is unchanged.
+        """
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
         return self.replace(params=params, opt_state=opt_state, step=self.step + 1, **kwargs)
