@@ -41,11 +41,10 @@ class TraceContextError(Exception):
 class ShapeCheckError(TypeError):
     """A value assigned to a Module attribute does not fit its annotation.
 
-    Also raised when a call to a method with jaxtyping-annotated parameters or return
-    does not fit them. A subclass of `TypeError`. The message names the module class,
-    the attribute (or method argument), the expected annotation, the actual
-    `dtype[shape]`, the reason, and which attributes bound the dimensions it
-    conflicts with. The old value stays in place. See `nnx.shape_checks`.
+    A subclass of `TypeError`. The message names the module class, the attribute,
+    the expected annotation, the actual `dtype[shape]`, the reason, and which
+    attributes bound the dimensions it conflicts with. The old value stays in place.
+    See `nnx.shape_checks`.
 
     Example:
         ```python
