@@ -40,7 +40,20 @@ def field(
     compare: bool = True,
     metadata: Mapping[str, Any] | None = None,
 ) -> Any:
-    """`dataclasses.field`, usable in an `nnx.dataclass`."""
+    """`dataclasses.field`, usable in an `nnx.dataclass`; the value is not wrapped.
+
+    Args:
+        default: The default value.
+        default_factory: A zero-argument callable making the default.
+        init: Whether the field is an `__init__` parameter. Default True.
+        repr: Whether the field is in the generated `__repr__`. Default True.
+        hash: Whether the field is in the generated `__hash__` (see `dataclasses`).
+        compare: Whether the field is in the generated comparisons. Default True.
+        metadata: `dataclasses.field` metadata.
+
+    Returns:
+        A `dataclasses.Field` (typed `Any`, so it can stand as a default value).
+    """
     return dataclasses.field(
         default=default,
         default_factory=default_factory,
@@ -78,7 +91,32 @@ def node_field(
     repr: bool = True,
     metadata: Mapping[str, Any] | None = None,
 ) -> Any:
-    """A field whose value is wrapped in `nnx.Node` (state of no particular kind)."""
+    """A field whose value is wrapped in `nnx.Node` (state of no particular kind).
+
+    Args:
+        default: The default value (wrapped too).
+        default_factory: A zero-argument callable making the default.
+        init: Whether the field is an `__init__` parameter. Default True.
+        repr: Whether the field is in the generated `__repr__`. Default True.
+        metadata: `dataclasses.field` metadata (the key `"nnx_container_fn"` is
+            nnx's).
+
+    Returns:
+        A `dataclasses.Field`.
+
+    Raises:
+        ValueError: If `metadata` already has the key `"nnx_container_fn"`.
+
+    Example:
+        ```python
+        @nnx.dataclass
+        class Table(nnx.Module):
+            rows: list[int] = nnx.node_field()
+
+        t = Table([1, 2])
+        assert isinstance(t.get_state()[("rows",)], nnx.Node) and t.rows == [1, 2]
+        ```
+    """
     return _container_field(
         Node,
         default=default,
@@ -97,7 +135,25 @@ def static_field(
     repr: bool = True,
     metadata: Mapping[str, Any] | None = None,
 ) -> Any:
-    """A field whose value is wrapped in `nnx.Static` (never state)."""
+    """A field whose value is wrapped in `nnx.Static` (never state).
+
+    Reading the attribute gives the value; it goes into the ModuleDef, compared by
+    value (so it should be hashable).
+
+    Args:
+        default: The default value (wrapped too).
+        default_factory: A zero-argument callable making the default.
+        init: Whether the field is an `__init__` parameter. Default True.
+        repr: Whether the field is in the generated `__repr__`. Default True.
+        metadata: `dataclasses.field` metadata (the key `"nnx_container_fn"` is
+            nnx's).
+
+    Returns:
+        A `dataclasses.Field`.
+
+    Raises:
+        ValueError: If `metadata` already has the key `"nnx_container_fn"`.
+    """
     return _container_field(
         Static,
         default=default,
@@ -118,7 +174,38 @@ def var_field(
     metadata: Mapping[str, Any] | None = None,
     sharding: tuple[str | None, ...] | None = None,
 ) -> Any:
-    """A field whose value is wrapped in `variable_type` (with `sharding`, if given)."""
+    """A field whose value is wrapped in `variable_type` (with `sharding`, if given).
+
+    A value that already is a `variable_type` with the same metadata is kept; a
+    Container of another kind or metadata raises ValueError when assigned.
+
+    Args:
+        variable_type: The Variable class, e.g. `nnx.BatchStat`.
+        default: The default value (wrapped too).
+        default_factory: A zero-argument callable making the default.
+        init: Whether the field is an `__init__` parameter. Default True.
+        repr: Whether the field is in the generated `__repr__`. Default True.
+        metadata: `dataclasses.field` metadata (the key `"nnx_container_fn"` is
+            nnx's).
+        sharding: Logical axis names for the Variable's `sharding` metadata.
+
+    Returns:
+        A `dataclasses.Field`.
+
+    Raises:
+        ValueError: If `metadata` already has the key `"nnx_container_fn"`.
+
+    Example:
+        ```python
+        @nnx.dataclass
+        class Stats(nnx.Module):
+            mean: jax.Array = nnx.var_field(nnx.BatchStat, sharding=("features",))
+
+        s = Stats(jnp.zeros(3))
+        box = s.get_state()[("mean",)]
+        assert isinstance(box, nnx.BatchStat) and box.sharding == ("features",)
+        ```
+    """
     container_fn: Callable[[Any], Any] = (
         functools.partial(variable_type, sharding=sharding)
         if sharding is not None
@@ -143,7 +230,23 @@ def param_field(
     metadata: Mapping[str, Any] | None = None,
     sharding: tuple[str | None, ...] | None = None,
 ) -> Any:
-    """A field whose value is wrapped in `nnx.Param`."""
+    """A field whose value is wrapped in `nnx.Param`: `var_field(nnx.Param, ...)`.
+
+    Args:
+        default: The default value (wrapped too).
+        default_factory: A zero-argument callable making the default.
+        init: Whether the field is an `__init__` parameter. Default True.
+        repr: Whether the field is in the generated `__repr__`. Default True.
+        metadata: `dataclasses.field` metadata (the key `"nnx_container_fn"` is
+            nnx's).
+        sharding: Logical axis names for the Param's `sharding` metadata.
+
+    Returns:
+        A `dataclasses.Field`.
+
+    Raises:
+        ValueError: If `metadata` already has the key `"nnx_container_fn"`.
+    """
     return var_field(
         Param,
         default=default,
@@ -230,7 +333,46 @@ def dataclass(
 
     The options mean what they mean for `dataclasses.dataclass`, with one difference:
     equality is by identity unless `eq=True` (Modules are objects, not values).
-    `frozen=True` makes an immutable Pytree; a Module cannot be frozen.
+    `frozen=True` makes an immutable Pytree; a Module cannot be frozen. Fields made
+    with `param_field`, `var_field`, `node_field` or `static_field` wrap the value
+    they are given in that container: on every assignment for a Module (checked
+    against the annotation like any attribute), after `__init__` for a Pytree. Type
+    checkers see the synthesized `__init__` (PEP 681).
+
+    Args:
+        cls: The class, when used as `@nnx.dataclass` without arguments.
+        init: Generate `__init__`. Default True.
+        repr: Generate `__repr__`. Default True.
+        eq: Generate field-wise `__eq__` (and make the class unhashable unless
+            `unsafe_hash` or `frozen`). Default False: identity.
+        order: Generate ordering methods (needs `eq=True`). Default False.
+        unsafe_hash: Generate `__hash__` from the fields. Default False.
+        frozen: Make instances immutable (Pytrees only). Default False.
+        match_args: Generate `__match_args__`. Default True.
+        kw_only: Make every field keyword-only. Default False.
+
+    Returns:
+        The class, or a decorator when called with options only.
+
+    Raises:
+        TypeError: If `frozen=True` decorates a Module.
+
+    Example:
+        ```python
+        @nnx.dataclass
+        class Affine(nnx.Module):
+            w: nnx.Param[jax.Array] = nnx.param_field()
+            scale: float = nnx.static_field(default=1.0)
+
+            def __call__(self, x: jax.Array) -> jax.Array:
+                return self.scale * (x @ self.w)
+
+        m = Affine(jnp.ones((2, 3)))
+        assert m(jnp.ones((1, 2))).shape == (1, 3)
+        assert list(m.get_state()) == [("w",)]  # scale is static
+        assert isinstance(m.get_state()[("w",)], nnx.Param)
+        assert m != Affine(jnp.ones((2, 3)))  # identity, unless eq=True
+        ```
     """
 
     def decorate(cls: type[T]) -> type[T]:
