@@ -21,7 +21,8 @@ _object_getattribute = object.__getattribute__
 
 
 class PytreeMeta(type):
-    """Runs `__init__` in "initializing" mode, after which fields are frozen."""
+    """The metaclass of `Pytree`: runs `__init__` in "initializing" mode, after which
+    fields are frozen (no new fields; no updates unless `mutable=True`)."""
 
     if not TYPE_CHECKING:
 
@@ -43,7 +44,29 @@ class Pytree(metaclass=PytreeMeta):
 
     `class Point(nnx.Pytree, mutable=False)`: after `__init__`, adding or (unless
     `mutable=True`) changing fields raises AttributeError; use `replace(**fields)`.
-    Reading an attribute that holds a Container gives its value.
+    Reading an attribute that holds a Container gives its value; assigning a raw
+    value to one keeps the Container's kind and metadata. Children are ordered by
+    attribute name (keys `GetAttrKey(name)`); the static fields must be hashable for
+    `jax.jit` to cache on them. Subclasses are registered with JAX when defined (and
+    with `flax.serialization` if flax is already imported). A Pytree is itself a
+    node (`nnx.is_node`), so a Module can hold one as state. `nnx.dataclass` works on
+    Pytrees, `frozen=True` included.
+
+    Example:
+        ```python
+        class Point(nnx.Pytree):
+            def __init__(self, x: jax.Array, label: str) -> None:
+                self.x = x  # a child
+                self.label = label  # static
+
+        p = Point(jnp.ones(2), "a")
+        doubled = jax.jit(lambda p: p.replace(x=2 * p.x))(p)
+        assert jnp.allclose(doubled.x, 2.0) and doubled.label == "a"
+        try:
+            p.x = jnp.zeros(2)
+        except AttributeError as e:
+            assert "immutable" in str(e)
+        ```
     """
 
     _pytree__mutable: bool = False
@@ -94,7 +117,20 @@ class Pytree(metaclass=PytreeMeta):
         return obj
 
     def replace(self, **kwargs: Any) -> Self:
-        """A copy with the given fields replaced."""
+        """A copy with the given fields replaced (`dataclasses.replace` for a dataclass).
+
+        A raw value given for a field holding a Container keeps the Container's kind
+        and metadata. This Pytree is unchanged.
+
+        Args:
+            **kwargs: New values, by field name.
+
+        Returns:
+            The new Pytree (`__init__` is not run again, except by a dataclass).
+
+        Raises:
+            ValueError: If a name is not a field (not a dataclass).
+        """
         if dataclasses.is_dataclass(self):
             return dataclasses.replace(self, **kwargs)
         unknown = set(kwargs) - set(vars(self))
