@@ -42,7 +42,22 @@ class Sequence(Module, Generic[T]):
     Items are attributes `"0"`, `"1"`, ...; in State paths they are the ints
     `0, 1, ...`. Calling a Sequence chains its items: a tuple output becomes the
     next item's positional arguments, a dict its keyword arguments; `ctx=` is passed
-    to the items that take it.
+    to the items that take it. Indexing supports negative indices and slices (a
+    slice gives a list); `len`, iteration and `append` work as for a list. Items are
+    assigned as attributes, with the usual rules (Variables copied, Modules shared).
+
+    Args:
+        items: The initial items. Default: none.
+
+    Example:
+        ```python
+        ctx = nnx.context(0)
+        mlp = nnx.Sequence([nnx.Linear(2, 8, ctx=ctx), nnx.relu, nnx.Linear(8, 1, ctx=ctx)])
+        assert mlp(jnp.ones((4, 2))).shape == (4, 1)
+        assert len(mlp) == 3 and mlp[-1] is mlp[2]
+        assert ("0", "kernel") not in mlp.get_state()
+        assert (0, "kernel") in mlp.get_state()  # int keys in paths
+        ```
     """
 
     _nnx_int_keys = True
@@ -77,6 +92,7 @@ class Sequence(Module, Generic[T]):
         setattr(self, self._index(index), value)
 
     def append(self, item: T) -> None:
+        """Add `item` at the end (as attribute `str(len(self))`)."""
         setattr(self, str(self._count()), item)
 
     def __iter__(self) -> Iterator[T]:
@@ -85,6 +101,22 @@ class Sequence(Module, Generic[T]):
             yield item
 
     def __call__(self, *args: Any, ctx: Any = None, **kwargs: Any) -> Any:
+        """Call the items in order, each on what the previous one returned.
+
+        A tuple result becomes the next item's positional arguments, a dict its
+        keyword arguments, anything else its single argument.
+
+        Args:
+            *args: The first item's positional arguments.
+            ctx: A Context, passed to each item whose call takes `ctx` (or `**kwargs`).
+            **kwargs: The first item's keyword arguments.
+
+        Returns:
+            The last item's result (None for an empty Sequence).
+
+        Raises:
+            TypeError: If an item is not callable.
+        """
         result: Any = None
         for i, item in enumerate(self):
             if not callable(item):
@@ -108,7 +140,25 @@ class Dict(Module, Generic[T]):
 
     `nnx.Dict(a=..., b=...)` or `nnx.Dict({"a": ...})`, like `dict(...)`; any key may
     be used, `cls` and `self` included. A missing key raises `KeyError`. Generic in
-    the item type: `nnx.Dict[nnx.Linear]`.
+    the item type: `nnx.Dict[nnx.Linear]`. Iteration is over the keys, sorted; `in`,
+    `len`, `get`, `keys`, `values`, `items`, item assignment and `del` work as for a
+    dict. Items are assigned as attributes, with the usual rules.
+
+    Args:
+        *args: A mapping, or an iterable of `(key, item)` pairs.
+        **kwargs: More items, by key.
+
+    Example:
+        ```python
+        ctx = nnx.context(0)
+        heads = nnx.Dict(logits=nnx.Linear(4, 10, ctx=ctx), value=nnx.Linear(4, 1, ctx=ctx))
+        x = jnp.ones((2, 4))
+        assert heads["value"](x).shape == (2, 1) and heads.logits is heads["logits"]
+        assert list(heads) == ["logits", "value"] and "policy" not in heads
+        assert ("value", "kernel") in heads.get_state()
+        del heads["value"]
+        assert len(heads) == 1
+        ```
     """
 
     def __init__(self, /, *args: Mapping[str, T] | Iterable[tuple[str, T]], **kwargs: T) -> None:
@@ -143,15 +193,19 @@ class Dict(Module, Generic[T]):
     @overload
     def get(self, key: str, /, default: T | D) -> T | D: ...
     def get(self, key: str, /, default: Any = None) -> Any:
+        """The item at `key`, or `default` (None) if there is none."""
         return getattr(self, key) if key in self.__dict__ else default
 
     def keys(self) -> KeysView[str]:
+        """A view of the keys, sorted."""
         return KeysView(self)
 
     def values(self) -> ValuesView[T]:
+        """A view of the items, in key order."""
         return ValuesView(self)
 
     def items(self) -> ItemsView[str, T]:
+        """A view of the `(key, item)` pairs, in key order."""
         return ItemsView(self)
 
     if TYPE_CHECKING:
