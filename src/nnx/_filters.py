@@ -80,6 +80,15 @@ class OfType:
     type: type[Any]
 
     def __call__(self, path: Path, value: Any) -> bool:
+        """Whether the entry at `path` with `value` matches: an instance of `type`.
+
+        Args:
+            path: The entry's path.
+            value: The entry (a Variable box or a raw array).
+
+        Returns:
+            True if `value` is an instance of `type`.
+        """
         return isinstance(value, self.type)
 
 
@@ -118,6 +127,15 @@ class PathContains:
     key: str | int
 
     def __call__(self, path: Path, value: Any) -> bool:
+        """Whether the entry at `path` with `value` matches: `key` is in `path`.
+
+        Args:
+            path: The entry's path.
+            value: The entry (a Variable box or a raw array).
+
+        Returns:
+            True if `key` is one of `path`'s keys.
+        """
         return self.key in path
 
 
@@ -146,6 +164,15 @@ class Not:
         self._predicate = to_predicate(filter)
 
     def __call__(self, path: Path, value: Any) -> bool:
+        """Whether the entry at `path` with `value` matches.
+
+        Args:
+            path: The entry's path.
+            value: The entry (a Variable box or a raw array).
+
+        Returns:
+            True if `filter` does not match.
+        """
         return not self._predicate(path, value)
 
     def __eq__(self, other: object) -> bool:
@@ -189,6 +216,15 @@ class All:
         self._predicates = tuple(to_predicate(f) for f in filters)
 
     def __call__(self, path: Path, value: Any) -> bool:
+        """Whether the entry at `path` with `value` matches.
+
+        Args:
+            path: The entry's path.
+            value: The entry (a Variable box or a raw array).
+
+        Returns:
+            True if every filter matches.
+        """
         return all(p(path, value) for p in self._predicates)
 
     def __eq__(self, other: object) -> bool:
@@ -216,6 +252,15 @@ class Everything:
     """Matches everything (like `...`, but allowed at any position)."""
 
     def __call__(self, path: Path, value: Any) -> bool:
+        """Whether the entry at `path` with `value` matches.
+
+        Args:
+            path: The entry's path.
+            value: The entry (a Variable box or a raw array).
+
+        Returns:
+            Always True.
+        """
         return True
 
 
@@ -224,6 +269,15 @@ class Nothing:
     """Matches nothing (like `None`)."""
 
     def __call__(self, path: Path, value: Any) -> bool:
+        """Whether the entry at `path` with `value` matches.
+
+        Args:
+            path: The entry's path.
+            value: The entry (a Variable box or a raw array).
+
+        Returns:
+            Always False.
+        """
         return False
 
 
