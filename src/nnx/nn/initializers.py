@@ -75,7 +75,18 @@ class Initializer(Protocol):
     Variable built from it (see `nnx.with_metadata`).
     """
 
-    def __call__(self, key: jax.Array, shape: Any, dtype: Any = ..., /) -> Any: ...
+    def __call__(self, key: jax.Array, shape: Any, dtype: Any = ..., /) -> Any:
+        """Make an initial value.
+
+        Args:
+            key: A PRNG key.
+            shape: The shape of the value.
+            dtype: Its dtype (each initializer has a default, usually float32).
+
+        Returns:
+            The array, or a `ContainerMetadata` holding it.
+        """
+        ...
 
 
 def zeros() -> Initializer:
