@@ -11,10 +11,9 @@ from typing_extensions import Self, TypeVar
 
 from .._compat import current_trace
 from .._filters import Filter, Path, check_filters
-from .._module_object import ModuleObject, bump, check_trace, init_internals, vars_of
+from .._module_object import ModuleObject, init_internals, vars_of
 from .._nodes import MODULE, kind_of
 from .._repr import indent, repr_value
-from .._shape_checks import commit
 from .._state import State, split_pairs
 from .._treescope import render_constructor, render_mapping
 from .._variables import Container, Node, Variable, is_node_box, is_variable
@@ -22,11 +21,11 @@ from ._graph import flatten_graph, module_items
 from ._moduledef import ModuleDef, combine_states, is_tuple, owned_copy, unflatten
 from ._pure import CloneCaller, Pure
 from ._writes import (
-    apply_deletion,
+    delete_attribute,
     pop_state_entries,
     set_attribute,
-    shape_check,
     update_state_entries,
+    write_variable,
 )
 
 _object_getattribute = object.__getattribute__
@@ -86,12 +85,7 @@ class Module(ModuleObject):
             set_attribute(self, name, value)
 
         def __delattr__(self, name):
-            check_trace(self, name)
-            if name in vars_of(self):
-                apply_deletion(self, name)
-            else:  # a data descriptor's deleter, or AttributeError
-                object.__delattr__(self, name)
-                bump(self)
+            delete_attribute(self, name)
 
     # -- functional API ---------------------------------------------------------------
     @overload
@@ -265,15 +259,9 @@ class Module(ModuleObject):
 
     # -- internals ----------------------------------------------------------------------
     def _nnx_write_variable(self, name: str, variable: Node[Any], value: Any) -> None:
-        """`variable.value = value` on a Variable this module owns."""
-        if vars_of(self).get(name) is not variable:
-            variable._value = value  # no longer ours: a free-standing box
-            return
-        check_trace(self, name)
-        spec, own = shape_check(self, name, value, variable)
-        variable._value = value
-        if spec is not None:
-            commit(self, name, own)
+        """`variable.value = value` on a Variable this module owns (the Variable's
+        setter calls this)."""
+        write_variable(self, name, variable, value)
 
     def __getstate__(self) -> dict[str, Any]:
         return dict(vars_of(self))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from typing_extensions import TypeIs, TypeVar
 
@@ -151,14 +151,17 @@ def refuse_traced_statics(root: Module, transform: str) -> None:
                 )
 
 
-def _prepare_assignment(
-    module: Module, name: str, value: Any, d: dict[str, Any]
-) -> tuple[Container[Any] | None, Any, bool]:
-    """Validate `module.<name> = value` without changing anything.
+WritePlan: TypeAlias = "tuple[Container[Any] | None, Any, bool]"
+"""A checked write, ready to apply: `(box, payload, structural)`. When `box` is not
+None, `payload` becomes its value in place; otherwise `payload` is the object to store
+under the attribute. `structural` says whether the module's structure changes (a new
+or replaced object rather than a new value), which renews its version."""
 
-    Returns `(container, payload, structural)`: when `container` is not None its value
-    is to be set to `payload` in place; else `payload` is the object to store.
-    """
+
+def plan_write(module: Module, name: str, value: Any, d: dict[str, Any]) -> WritePlan:
+    """Check `module.<name> = value` (the kind of Variable it replaces, state hidden in
+    a static value) without changing anything, and plan it. Shape checks come after
+    this, on the planned write: kind before shape everywhere."""
     box: object = d.get(name, MISSING)
     value_kind = kind_of(value)
     if is_container(box):
@@ -251,6 +254,7 @@ def _wrap_field(module: Module, name: str, wrap: Callable[[Any], Any], value: An
 
 
 def set_attribute(module: Module, name: str, value: Any) -> None:
+    """`module.<name> = value`: trace check, plan (kind), shape check, apply."""
     check_trace(module, name)
     cls = type(module)
     info = _class_infos.get(cls)
@@ -264,32 +268,60 @@ def set_attribute(module: Module, name: str, value: Any) -> None:
     if wrap is not None:
         value = _wrap_field(module, name, wrap, value)
     d = vars_of(module)
-    # kind first, then shape: a Variable of another kind is the same ValueError on an
-    # annotated class as on a plain one
-    container, payload, structural = _prepare_assignment(module, name, value, d)
-    spec, own = shape_check(module, name, value, d.get(name))
-    apply_write(module, name, container, payload, structural)
+    plan = plan_write(module, name, value, d)
+    spec, own = shape_check(module, name, value, d.get(name))  # (inlined _checked_apply)
+    apply_write(module, name, plan)
     if spec is not None:
         commit(module, name, own)
 
 
-def apply_write(
-    module: Module, name: str, container: Container[Any] | None, payload: Any, structural: bool
-) -> None:
-    """Carry out a write that `_prepare_assignment` planned (and every check passed):
-    the value into the Variable it lives in, or the new object into the module; a
-    structural change renews the module's version (the caches key on it)."""
-    if container is not None:
-        container._value = payload
+def write_variable(module: Module, name: str, variable: Node[Any], value: Any) -> None:
+    """`variable.value = value` on a Variable that `module.<name>` holds: the same
+    checks as `module.<name> = value`. A box the module no longer holds is free-standing
+    and only takes the value."""
+    if vars_of(module).get(name) is not variable:
+        variable._value = value
+        return
+    check_trace(module, name)
+    _checked_apply(module, name, value, (variable, value, False), variable)
+
+
+def _checked_apply(module: Module, name: str, value: Any, plan: WritePlan, old: Any) -> None:
+    """Shape-check a planned write against the attribute's annotation, apply it, and
+    commit the dimensions it bound."""
+    spec, own = shape_check(module, name, value, old)
+    apply_write(module, name, plan)
+    if spec is not None:
+        commit(module, name, own)
+
+
+def apply_write(module: Module, name: str, plan: WritePlan) -> None:
+    """Carry out a planned write (every check passed): the value into the Variable it
+    lives in, or the new object into the module; a structural change renews the
+    module's version (the caches key on it). Every write of an attribute ends here."""
+    box, payload, structural = plan
+    if box is not None:
+        box._value = payload
     else:
         vars_of(module)[name] = payload
     if structural:
         bump(module)
 
 
+def delete_attribute(module: Module, name: str) -> None:
+    """`del module.<name>`: an attribute, or a data descriptor's deleter."""
+    check_trace(module, name)
+    if name in vars_of(module):
+        apply_deletion(module, name)
+    else:  # a data descriptor's deleter, or AttributeError
+        object.__delattr__(module, name)
+        bump(module)
+
+
 def apply_deletion(module: Module, name: str) -> None:
     """Remove attribute `name` (checked beforehand): a removed Variable is owned by
-    no module any more; the version is renewed and the dimension bindings rebuilt."""
+    no module any more; the version is renewed and the dimension bindings rebuilt.
+    Every removal of an attribute ends here."""
     value = vars_of(module).pop(name)
     if isinstance(value, Node):
         value._owner = None
@@ -331,7 +363,7 @@ def pop_state_entries(
 
 def update_state_entries(root: Module, mapping: dict[Path, Any]) -> None:
     resolved: dict[Path, Module] = {(): root}
-    plans: list[tuple[Module, str, Container[Any] | None, Any, bool]] = []
+    plans: list[tuple[Module, str, WritePlan]] = []
     for path, value in mapping.items():
         if not path:
             raise ValueError("update_state: empty path () in the updates")
@@ -365,12 +397,12 @@ def update_state_entries(root: Module, mapping: dict[Path, Any]) -> None:
             )
         check_trace(module, name)
         try:
-            container, payload, structural = _prepare_assignment(module, name, value, d)
+            plan = plan_write(module, name, value, d)
         except (TypeError, ValueError) as e:
             raise type(e)(f"update_state at path {path}: {e}") from None
-        plans.append((module, name, container, payload, structural))
-    for module, name, container, payload, structural in plans:
-        apply_write(module, name, container, payload, structural)
+        plans.append((module, name, plan))
+    for module, name, plan in plans:
+        apply_write(module, name, plan)
         forget_dims(module)  # written unchecked: rebind on the next checked write
 
 
@@ -444,5 +476,5 @@ def apply_graph_update(
         for name in removed:
             apply_deletion(module, name)
         for name, value in changed.items():
-            apply_write(module, name, None, freeze_static(value), structural=True)
+            apply_write(module, name, (None, freeze_static(value), True))
     update_state_entries(root, mapping)
