@@ -1366,3 +1366,12 @@ def test_remat_keeps_sharing_and_is_trace_safe():
     with pytest.raises(nnx.TraceContextError):
         g(model)
     assert outer.count == 0
+
+
+def test_grad_options_are_checked_by_name():
+    # grad's keyword options are a TypedDict (**options); a misspelt one is still a
+    # TypeError, as for a function that spells its keywords out
+    with pytest.raises(TypeError, match=r"nnx.grad\(\) got unexpected keyword.*'statefull'"):
+        nnx.grad(lambda m: 0.0, statefull=False)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"nnx.value_and_grad\(\) got unexpected"):
+        nnx.value_and_grad(lambda m: 0.0, allow_ints=True)  # type: ignore[call-overload]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Concatenate, Literal, TypeVar, overload
+from typing import Any, Concatenate, Literal, NamedTuple, TypeAlias, TypeVar, overload
 
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, TypedDict, Unpack
 
 from ._compat import (
     jax_grad,
@@ -19,7 +19,7 @@ from ._module import Module
 from ._state import State
 from ._variables import Param
 
-__all__ = ["grad", "value_and_grad"]
+__all__ = ["GradOptions", "grad", "value_and_grad"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,14 +34,14 @@ V = TypeVar("V")
 def _grad_transform(
     fun: Callable[..., Any],
     wrt: Filter,
-    *,
-    stateful: bool,
     has_aux: bool,
-    holomorphic: bool,
-    allow_int: bool,
+    options: _Resolved,
+    *,
     with_value: bool,
     name: str,
 ) -> Callable[..., Any]:
+    stateful = options.stateful
+
     def inner(
         diff: State[Any],
         rest: State[Any],
@@ -57,7 +57,9 @@ def _grad_transform(
         return loss, (aux, changes)
 
     transform = jax_value_and_grad if with_value else jax_grad
-    differentiate = transform(inner, has_aux=True, holomorphic=holomorphic, allow_int=allow_int)
+    differentiate = transform(
+        inner, has_aux=True, holomorphic=options.holomorphic, allow_int=options.allow_int
+    )
 
     @functools.wraps(fun)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -82,79 +84,62 @@ def _grad_transform(
     return wrapper
 
 
+ModuleFn: TypeAlias = Callable[Concatenate[M, P], R]
+"""A function of a Module `M` and then `P`, returning `R`."""
+
+
+class GradOptions(TypedDict, total=False):
+    """The keyword options of `nnx.grad` and `nnx.value_and_grad` besides `wrt` and
+    `has_aux`."""
+
+    stateful: bool
+    """Write the changes `fun` makes to the module back (default True)."""
+    holomorphic: bool
+    """As in `jax.grad` (default False)."""
+    allow_int: bool
+    """As in `jax.grad`: allow integer state under `wrt` (default False)."""
+
+
+class _Resolved(NamedTuple):
+    stateful: bool
+    holomorphic: bool
+    allow_int: bool
+
+
+def _grad_options(options: GradOptions, who: str) -> _Resolved:
+    """The options with their defaults; unknown keywords are a TypeError, as for a
+    function that spells its keywords out."""
+    unknown = sorted(set(options) - set(_Resolved._fields))
+    if unknown:
+        raise TypeError(f"{who}() got unexpected keyword argument(s) {unknown}")
+    return _Resolved(
+        stateful=options.get("stateful", True),
+        holomorphic=options.get("holomorphic", False),
+        allow_int=options.get("allow_int", False),
+    )
+
+
+# fmt: off
 @overload
-def grad(
-    fun: Callable[Concatenate[M, P], Any],
-    /,
-    *,
-    stateful: bool = True,
-    has_aux: Literal[False] = False,
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], State[Param[Any]]]: ...
+def grad(fun: ModuleFn[M, P, Any], /, *, has_aux: Literal[False] = False, **options: Unpack[GradOptions]) -> ModuleFn[M, P, State[Param[Any]]]: ...  # noqa: E501
 @overload
-def grad(
-    fun: Callable[Concatenate[M, P], Any],
-    /,
-    wrt: type[V],
-    *,
-    stateful: bool = True,
-    has_aux: Literal[False] = False,
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], State[V]]: ...
+def grad(fun: ModuleFn[M, P, Any], /, wrt: type[V], *, has_aux: Literal[False] = False, **options: Unpack[GradOptions]) -> ModuleFn[M, P, State[V]]: ...  # noqa: E501
 @overload
-def grad(
-    fun: Callable[Concatenate[M, P], Any],
-    /,
-    wrt: Filter,
-    *,
-    stateful: bool = True,
-    has_aux: Literal[False] = False,
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], State[Any]]: ...
+def grad(fun: ModuleFn[M, P, Any], /, wrt: Filter, *, has_aux: Literal[False] = False, **options: Unpack[GradOptions]) -> ModuleFn[M, P, State[Any]]: ...  # noqa: E501
 @overload
-def grad(
-    fun: Callable[Concatenate[M, P], tuple[Any, R]],
-    /,
-    *,
-    stateful: bool = True,
-    has_aux: Literal[True],
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[State[Param[Any]], R]]: ...
+def grad(fun: ModuleFn[M, P, tuple[Any, R]], /, *, has_aux: Literal[True], **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[State[Param[Any]], R]]: ...  # noqa: E501
 @overload
-def grad(
-    fun: Callable[Concatenate[M, P], tuple[Any, R]],
-    /,
-    wrt: type[V],
-    *,
-    stateful: bool = True,
-    has_aux: Literal[True],
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[State[V], R]]: ...
+def grad(fun: ModuleFn[M, P, tuple[Any, R]], /, wrt: type[V], *, has_aux: Literal[True], **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[State[V], R]]: ...  # noqa: E501
 @overload
-def grad(
-    fun: Callable[Concatenate[M, P], tuple[Any, R]],
-    /,
-    wrt: Filter,
-    *,
-    stateful: bool = True,
-    has_aux: Literal[True],
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[State[Any], R]]: ...
+def grad(fun: ModuleFn[M, P, tuple[Any, R]], /, wrt: Filter, *, has_aux: Literal[True], **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[State[Any], R]]: ...  # noqa: E501
+# fmt: on
 def grad(
     fun: Callable[..., Any],
     /,
     wrt: Filter = Param,
     *,
-    stateful: bool = True,
     has_aux: bool = False,
-    holomorphic: bool = False,
-    allow_int: bool = False,
+    **options: Unpack[GradOptions],
 ) -> Callable[..., Any]:
     """The gradient of `fun(module, *args)` with respect to the module's `wrt` state.
 
@@ -164,100 +149,39 @@ def grad(
     `stateful=False`. Integer Variables selected by `wrt` need `allow_int=True`.
     """
     return _grad_transform(
-        fun,
-        wrt,
-        stateful=stateful,
-        has_aux=has_aux,
-        holomorphic=holomorphic,
-        allow_int=allow_int,
-        with_value=False,
-        name="nnx.grad",
+        fun, wrt, has_aux, _grad_options(options, "nnx.grad"), with_value=False, name="nnx.grad"
     )
 
 
+# fmt: off
 @overload
-def value_and_grad(
-    fun: Callable[Concatenate[M, P], R],
-    /,
-    *,
-    stateful: bool = True,
-    has_aux: Literal[False] = False,
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[R, State[Param[Any]]]]: ...
+def value_and_grad(fun: ModuleFn[M, P, R], /, *, has_aux: Literal[False] = False, **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[R, State[Param[Any]]]]: ...  # noqa: E501
 @overload
-def value_and_grad(
-    fun: Callable[Concatenate[M, P], R],
-    /,
-    wrt: type[V],
-    *,
-    stateful: bool = True,
-    has_aux: Literal[False] = False,
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[R, State[V]]]: ...
+def value_and_grad(fun: ModuleFn[M, P, R], /, wrt: type[V], *, has_aux: Literal[False] = False, **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[R, State[V]]]: ...  # noqa: E501
 @overload
-def value_and_grad(
-    fun: Callable[Concatenate[M, P], R],
-    /,
-    wrt: Filter,
-    *,
-    stateful: bool = True,
-    has_aux: Literal[False] = False,
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[R, State[Any]]]: ...
+def value_and_grad(fun: ModuleFn[M, P, R], /, wrt: Filter, *, has_aux: Literal[False] = False, **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[R, State[Any]]]: ...  # noqa: E501
 @overload
-def value_and_grad(
-    fun: Callable[Concatenate[M, P], R],
-    /,
-    *,
-    stateful: bool = True,
-    has_aux: Literal[True],
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[R, State[Param[Any]]]]: ...
+def value_and_grad(fun: ModuleFn[M, P, R], /, *, has_aux: Literal[True], **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[R, State[Param[Any]]]]: ...  # noqa: E501
 @overload
-def value_and_grad(
-    fun: Callable[Concatenate[M, P], R],
-    /,
-    wrt: type[V],
-    *,
-    stateful: bool = True,
-    has_aux: Literal[True],
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[R, State[V]]]: ...
+def value_and_grad(fun: ModuleFn[M, P, R], /, wrt: type[V], *, has_aux: Literal[True], **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[R, State[V]]]: ...  # noqa: E501
 @overload
-def value_and_grad(
-    fun: Callable[Concatenate[M, P], R],
-    /,
-    wrt: Filter,
-    *,
-    stateful: bool = True,
-    has_aux: Literal[True],
-    holomorphic: bool = False,
-    allow_int: bool = False,
-) -> Callable[Concatenate[M, P], tuple[R, State[Any]]]: ...
+def value_and_grad(fun: ModuleFn[M, P, R], /, wrt: Filter, *, has_aux: Literal[True], **options: Unpack[GradOptions]) -> ModuleFn[M, P, tuple[R, State[Any]]]: ...  # noqa: E501
+# fmt: on
 def value_and_grad(
     fun: Callable[..., Any],
     /,
     wrt: Filter = Param,
     *,
-    stateful: bool = True,
     has_aux: bool = False,
-    holomorphic: bool = False,
-    allow_int: bool = False,
+    **options: Unpack[GradOptions],
 ) -> Callable[..., Any]:
     """Like `nnx.grad`, returning `(value, grads)` (`((value, aux), grads)` with
     `has_aux`)."""
     return _grad_transform(
         fun,
         wrt,
-        stateful=stateful,
-        has_aux=has_aux,
-        holomorphic=holomorphic,
-        allow_int=allow_int,
+        has_aux,
+        _grad_options(options, "nnx.value_and_grad"),
         with_value=True,
         name="nnx.value_and_grad",
     )
