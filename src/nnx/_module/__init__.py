@@ -26,6 +26,31 @@ Files, by job (each imports only those above it; `_module.py` imports them all):
   `update_state`, a transform's write-back.
 - `_module.py`: the `Module` class itself.
 
+Outside this package: `../_lift.py` is the one lifting protocol every transform uses
+(`Lifted` splits a call's Modules, `enter`/`leave` rebuild them inside the JAX
+transform and collect what changed, `Lifted.write_back` applies it); one file per
+transform family sits on it (`_jit.py`, `_grad.py`, `_remat.py`, `_scan.py`,
+`_vmap.py`, `_eval_shape.py`).
+
+Writes: one path. Every change of an attribute is planned, then applied:
+`plan_write` checks the kind (a Variable keeps its kind; no state hidden in a static
+value) and returns a `WritePlan`; the shape check (`_shape_checks`) runs on the
+planned write; `apply_write` applies it and renews the version if it is structural.
+Assignment (`module.x = v`), `variable.value = v` on an owned Variable,
+`update_state` and a transform's write-back all go through it, so one mistake raises
+one error type wherever it is made (kind before shape). Removals (`del`,
+`pop_state`, write-back of a removed attribute) all end in `apply_deletion`.
+
+Words used in the code:
+
+- *kind* (`_nodes.Kind`): what an attribute value is to the traversal: ARRAY (a raw
+  array or registered node type), BOXED_NODE (a Node/Variable), BOXED_STATIC (an
+  `nnx.Static`), MODULE, MUTABLE_STATIC (list/dict/set), STATIC.
+- *box* / *Container*: the `Container` base of Node/Variable and Static, which holds
+  a `_value` and metadata; reading a boxed attribute gives the value.
+- *node*: a value that is state (a State leaf): a box of kind BOXED_NODE or an ARRAY.
+- *graph*: the modules reachable from a root; *GraphSpec*: its hashable structure.
+
 Caches, what they key on, what invalidates them:
 
 - A module's *version* (`_nnx_version`) is renewed by every structural change to it:
