@@ -340,12 +340,9 @@ class ContextDef:
 class PureContext(tuple[dict[str, KeyLike], ContextDef]):
     """`(keys, contextdef)`: a Context split into a pytree of keys and static data.
 
-    Made by `Context.partition()`. A tuple and a pytree: the keys are its leaves, the
-    ContextDef its static aux data, so it crosses `jax.jit` whole.
-
-    Args:
-        keys: One key per stream name.
-        contextdef: The stream paths and flags.
+    Made by `Context.partition()`; `PureContext(keys, contextdef)` takes a dict of one
+    key per stream name and the `ContextDef`. A tuple and a pytree: the keys are its
+    leaves, the ContextDef its static aux data, so it crosses `jax.jit` whole.
     """
 
     __slots__ = ()
