@@ -46,8 +46,8 @@ class Pytree(metaclass=PytreeMeta):
     `mutable=True`) changing fields raises AttributeError; use `replace(**fields)`.
     Reading an attribute that holds a Container gives its value; assigning a raw
     value to one keeps the Container's kind and metadata. Children are ordered by
-    attribute name (keys `GetAttrKey(name)`); the static fields must be hashable for
-    `jax.jit` to cache on them. Subclasses are registered with JAX when defined (and
+    attribute name (keys `GetAttrKey(name)`); the static fields are the tree's aux
+    data, compared by `==`. Subclasses are registered with JAX when defined (and
     with `flax.serialization` if flax is already imported). A Pytree is itself a
     node (`nnx.is_node`), so a Module can hold one as state. `nnx.dataclass` works on
     Pytrees, `frozen=True` included.
