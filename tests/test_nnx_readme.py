@@ -1,10 +1,9 @@
-"""Every README snippet (Getting Started, Modules, Functional API, Partitioning
-State, Filters, Capturing Intermediate Values, Case Studies / Shared State) as a
-test, with the errata of reference-semantics §14 fixed and DECISIONS.md applied
-(tuple paths, string collection filters, `nnx.var`).
-
-The lifted-transform snippets (`nnx.jit`, `nnx.grad`, scan over layers) are not
-here: those transforms are not implemented yet.
+"""Every snippet of the original NNX README (../shared/spec/nnx-readme.md: Getting
+Started, Modules, Functional API, Partitioning State, Filters, Capturing Intermediate
+Values, Case Studies / Shared State, Training with Lifted Transforms, Manual Lifting)
+as a test, with the errata of reference-semantics §14 fixed and DECISIONS.md applied
+(tuple paths, string collection filters, `nnx.var`). Our own README.md is run by
+test_readme.py.
 """
 
 import jax
@@ -623,3 +622,122 @@ def test_shared_state_stays_in_sync_during_gradient_updates():
     assert model.block2.linear is shared
     np.testing.assert_allclose(model.block2.linear.kernel, expected_kernel, rtol=1e-6)
     assert loss_fn(model, x, y) < loss_before
+
+
+# ----------------------------------------------------------------------------------
+# Training with Lifted Transforms
+
+
+def _allclose(a, b):
+    return np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_readme_training_with_lifted_transforms():
+    model = Linear(din=12, dout=2, ctx=nnx.context(0))
+    x = jnp.ones((8, 12))
+    model(x)
+    assert model.count == 1
+    y = jnp.full((8, 2), 0.5)
+    w0, b0 = model.w, model.b
+
+    @nnx.jit
+    def train_step(model, x, y):
+        def loss_fn(model):
+            y_pred = model(x)
+            return jax.numpy.mean((y_pred - y) ** 2)
+
+        # compute gradient
+        grads: nnx.State = nnx.grad(loss_fn, wrt=nnx.Param)(model)
+        # SGD update
+        model.update_state(jax.tree.map(lambda w, g: w - 0.1 * g, model.filter(nnx.Param), grads))
+
+    # execute the training step
+    assert train_step(model, x, y) is None
+    assert model.count == 2
+    assert type(vars(model)["count"]) is Count
+    assert type(vars(model)["w"]) is nnx.Param
+
+    def reference_loss(w, b):
+        return jnp.mean((x @ w + b - y) ** 2)
+
+    gw, gb = jax.grad(reference_loss, argnums=(0, 1))(w0, b0)
+    _allclose(model.w, w0 - 0.1 * gw)
+    _allclose(model.b, b0 - 0.1 * gb)
+    assert reference_loss(model.w, model.b) < reference_loss(w0, b0)
+
+    train_step(model, x, y)
+    assert model.count == 3
+
+
+# ----------------------------------------------------------------------------------
+# Manual Lifting (ScanMLP)
+
+
+class ScanBlock(nnx.Module):
+    def __init__(self, dim: int, *, ctx: nnx.Context):
+        self.linear = nnx.Linear(dim, dim, ctx=ctx)
+        self.dropout = nnx.Dropout(0.5)
+
+    def __call__(self, x: jax.Array, *, train: bool, ctx: nnx.Context) -> jax.Array:
+        x = self.linear(x)
+        x = self.dropout(x, deterministic=not train, ctx=ctx)
+        x = jax.nn.gelu(x)
+        return x
+
+
+class ScanMLP(nnx.Module):
+    def __init__(self, dim: int, *, n_layers: int, ctx: nnx.Context):
+        params_key = jax.random.split(ctx.make_rng("params"), n_layers)
+        self.n_layers = n_layers
+        self.layers = jax.vmap(lambda key: ScanBlock(dim, ctx=nnx.context(params=key)).partition())(
+            params_key
+        ).merge()
+
+    def __call__(self, x: jax.Array, *, train: bool, ctx: nnx.Context) -> jax.Array:
+        dropout_key = jax.random.split(ctx.make_rng("dropout"), self.n_layers)
+        params, moduledef = self.layers.partition(nnx.Param)
+
+        def scan_fn(x, inputs):  # erratum §14.2
+            params, dropout_key = inputs
+            module = moduledef.merge(params)
+            x = module(x, train=train, ctx=nnx.context(dropout=dropout_key))
+            return x, module.filter(nnx.Param)
+
+        x, params = jax.lax.scan(scan_fn, x, (params, dropout_key))
+        self.layers.update_state(params)
+        return x
+
+
+def test_readme_manual_lifting_scan_mlp():
+    model = ScanMLP(10, n_layers=5, ctx=nnx.context(0))
+    assert model.n_layers == 5
+    assert isinstance(model.layers, ScanBlock)
+    params = model.layers.filter(nnx.Param)
+    assert set(params) == {("linear", "bias"), ("linear", "kernel")}
+    assert model.layers.linear.kernel.shape == (5, 10, 10)
+    assert model.layers.linear.bias.shape == (5, 10)
+    # each layer got its own key
+    kernels = np.asarray(model.layers.linear.kernel)
+    assert not np.array_equal(kernels[0], kernels[1])
+    before = jax.tree.map(np.asarray, params)
+
+    x = jnp.ones((3, 10))
+    y = model(x, train=True, ctx=nnx.context(dropout=1))
+    assert y.shape == (3, 10)
+    assert jnp.all(jnp.isfinite(y))
+
+    # update_state with the scanned-out params kept the values (and the stacking)
+    after = model.layers.filter(nnx.Param)
+    assert set(after) == set(before)
+    for path in before:
+        np.testing.assert_array_equal(after[path].value, before[path].value)
+    assert model.layers.linear.kernel.shape == (5, 10, 10)
+
+    # eval mode: the layers applied one after the other, by hand
+    y_eval = model(x, train=False, ctx=nnx.context(dropout=1))
+    h = x
+    for i in range(5):
+        h = jax.nn.gelu(h @ kernels[i] + np.asarray(model.layers.linear.bias)[i])
+    _allclose(y_eval, h)
+    # train=True used the dropout keys
+    assert not np.allclose(y, y_eval)

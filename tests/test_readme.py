@@ -1,4 +1,4 @@
-"""The README's Python blocks run, in order, in one namespace."""
+"""Our README.md: its Python blocks run, in order, in one namespace; its commands are CI's."""
 
 from __future__ import annotations
 

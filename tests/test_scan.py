@@ -1,5 +1,7 @@
-"""nnx.Scan and nnx.Remat as Modules, and nnx.scan / nnx.remat on `__init__`
-(reference-semantics §9: what NNX 0.0.8 does)."""
+"""`nnx.scan` and `nnx.Scan`: stacked layers built by `Scan(Block, ...)` or `scan` on
+`__init__`, split RNG streams, the `.call` accessor, metadata_params, write-back
+(reference-semantics §9).
+"""
 
 from __future__ import annotations
 
@@ -12,56 +14,35 @@ import numpy as np
 import pytest
 
 import nnx
+from _transform_models import StackBlock, by_hand
 
 
-class Block(nnx.Module):
-    def __init__(self, dim: int, *, ctx: nnx.Context) -> None:
-        self.linear = nnx.Linear(dim, dim, ctx=ctx)
-        self.calls = nnx.BatchStat(jnp.zeros(()))
-
-    def __call__(self, x: jax.Array, _: None) -> tuple[jax.Array, None]:
-        self.calls += 1
-        return jnp.tanh(self.linear(x)), None
-
-    def doubled(self, x: jax.Array, _: None) -> tuple[jax.Array, jax.Array]:
-        y = 2.0 * self.linear(x)
-        return y, jnp.sum(y)
-
-
-def _stack(n: int = 4, **options: object) -> nnx.Scan[Block]:
-    return nnx.Scan(Block, variable_axes={nnx.Param: 0, nnx.BatchStat: 0}, length=n, **options)(  # type: ignore[arg-type]
+def _stack(n: int = 4, **options: object) -> nnx.Scan[StackBlock]:
+    return nnx.Scan(
+        StackBlock, variable_axes={nnx.Param: 0, nnx.BatchStat: 0}, length=n, **options
+    )(  # type: ignore[arg-type]
         3, ctx=nnx.context(0)
     )
-
-
-def _by_hand(kernels: jax.Array, biases: jax.Array, x: jax.Array) -> jax.Array:
-    for k, b in zip(kernels, biases):
-        x = jnp.tanh(x @ k + b)
-    return x
-
-
-# ----------------------------------------------------------------------------------
-# Scan
 
 
 def test_scan_is_a_module_class_and_returns_a_constructor():
     assert issubclass(nnx.Scan, nnx.Module)
     assert nnx.ScanModule is nnx.Scan
-    make = nnx.Scan(Block, variable_axes={nnx.Param: 0}, split_rngs="params", length=4)
+    make = nnx.Scan(StackBlock, variable_axes={nnx.Param: 0}, split_rngs="params", length=4)
     assert callable(make) and not isinstance(make, nnx.Module)
     m = make(3, ctx=nnx.context(0))
     assert isinstance(m, nnx.Scan) and isinstance(m, nnx.Module)
-    assert isinstance(m.scan_module, Block)
-    assert m.module_constructor is Block
+    assert isinstance(m.scan_module, StackBlock)
+    assert m.module_constructor is StackBlock
     assert m.scan_module.linear.kernel.shape == (4, 3, 3)
     assert m.scan_module.linear.bias.shape == (4, 3)
 
 
 def test_scan_options_are_keywords():
     with pytest.raises(TypeError, match="keywords"):
-        nnx.Scan(Block, {nnx.Param: 0})  # type: ignore[call-arg, misc]
+        nnx.Scan(StackBlock, {nnx.Param: 0})  # type: ignore[call-arg, misc]
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['lenght'\]"):
-        nnx.Scan(Block, lenght=3)  # type: ignore[call-arg]
+        nnx.Scan(StackBlock, lenght=3)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("split_rngs", ["params", ("params",), ["params"], ...])
@@ -99,7 +80,7 @@ def test_calling_a_scan_runs_every_layer_and_writes_state_back():
     y, ys = m(x, None)
     assert ys is None
     lin = m.scan_module.linear
-    np.testing.assert_allclose(y, _by_hand(lin.kernel, lin.bias, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, by_hand(lin.kernel, lin.bias, x), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(m.scan_module.calls, jnp.ones((4,)))
     y2, _ = m.call(x, None)  # .call is the same transform
     np.testing.assert_allclose(y2, y, rtol=1e-6)
@@ -130,7 +111,7 @@ def test_scan_partitions_merges_and_jits_like_any_module():
     x = jnp.ones((2, 3))
 
     @nnx.jit
-    def forward(model: nnx.Scan[Block], x: jax.Array) -> jax.Array:
+    def forward(model: nnx.Scan[StackBlock], x: jax.Array) -> jax.Array:
         return model(x, None)[0]
 
     np.testing.assert_allclose(forward(m, x), clone(x, None)[0], rtol=1e-6)
@@ -148,18 +129,14 @@ def test_grad_through_a_scan_module():
     m = _stack(split_rngs="params")
     x = jnp.ones((2, 3))
 
-    def loss(model: nnx.Scan[Block]) -> jax.Array:
+    def loss(model: nnx.Scan[StackBlock]) -> jax.Array:
         return jnp.sum(model(x, None)[0])
 
     grads = nnx.grad(loss)(m)
     kernel_grad = grads[("scan_module", "linear", "kernel")].value
     lin = m.scan_module.linear
-    expected = jax.grad(lambda k: jnp.sum(_by_hand(k, lin.bias, x)))(lin.kernel)
+    expected = jax.grad(lambda k: jnp.sum(by_hand(k, lin.bias, x)))(lin.kernel)
     np.testing.assert_allclose(kernel_grad, expected, rtol=1e-5, atol=1e-6)
-
-
-# ----------------------------------------------------------------------------------
-# metadata_params: the stacked axis named in each Variable's sharding
 
 
 class Sharded(nnx.Module):
@@ -216,9 +193,6 @@ def test_metadata_params_inside_the_body_drop_the_axis():
     assert vars(m.scan_module.linear)["kernel"].sharding == ("layers", "in", "out")
 
 
-# ----------------------------------------------------------------------------------
-# nnx.scan on __init__, nnx.remat on __init__
-
 OPTIONS = dict(variable_axes={nnx.Param: 0}, split_rngs="params", length=3)
 
 
@@ -241,7 +215,7 @@ def test_scan_on_init_builds_the_stacked_layers_on_self():
     assert not np.allclose(kernels[0], kernels[1])
     x = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
     y, _ = m(x, None)
-    np.testing.assert_allclose(y, _by_hand(m.linear.kernel, m.linear.bias, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, by_hand(m.linear.kernel, m.linear.bias, x), rtol=1e-5, atol=1e-6)
     m.linear.bias = jnp.ones((3, 3))  # the stacked layout is kept: no false error
     np.testing.assert_array_equal(m.linear.bias, jnp.ones((3, 3)))
     with pytest.raises(nnx.ShapeCheckError, match=r"Linear\.bias: "):
@@ -263,96 +237,6 @@ def test_is_init_builds_from_another_method_name():
     m = Built.__new__(Built)
     m.setup(ctx=nnx.context(0))
     assert m.w.shape == (3, 2)
-
-
-def test_remat_leaves_init_unwrapped():
-    def __init__(self: nnx.Module) -> None:
-        self.x = 1
-
-    assert nnx.remat(__init__) is __init__
-    assert nnx.remat(prevent_cse=False)(__init__) is __init__
-
-
-# ----------------------------------------------------------------------------------
-# Remat
-
-
-class Dense(nnx.Module):
-    def __init__(self, *, ctx: nnx.Context) -> None:
-        self.linear = nnx.Linear(3, 3, ctx=ctx)
-        self.count = nnx.BatchStat(jnp.zeros(()))
-
-    def __call__(self, x: jax.Array, *, square: bool = False) -> jax.Array:
-        self.count += 1
-        y = jnp.sin(self.linear(x))
-        return y * y if square else y
-
-    def twice(self, x: jax.Array, square: bool) -> jax.Array:
-        y = 2.0 * self.linear(x)
-        return y * y if square else y
-
-
-def test_remat_is_a_module_class_and_returns_a_constructor():
-    assert issubclass(nnx.Remat, nnx.Module)
-    assert nnx.RematModule is nnx.Remat
-    make = nnx.Remat(Dense, prevent_cse=False)
-    m = make(ctx=nnx.context(0))
-    assert isinstance(m, nnx.Remat)
-    assert isinstance(m.remat_module, Dense)
-    assert m.options.prevent_cse is False
-
-
-def test_remat_calls_match_the_plain_module_values_and_grads():
-    m = nnx.Remat(Dense)(ctx=nnx.context(0))
-    plain = m.remat_module.clone()
-    x = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
-    np.testing.assert_allclose(m(x), plain(x), rtol=1e-6)
-    assert m.remat_module.count == 1  # state written back
-
-    def loss(model: nnx.Module) -> jax.Array:
-        return jnp.sum(model(x))  # type: ignore[operator]
-
-    g_remat = nnx.grad(loss)(m)[("remat_module", "linear", "kernel")].value
-    g_plain = nnx.grad(loss)(plain)[("linear", "kernel")].value
-    np.testing.assert_allclose(g_remat, g_plain, rtol=1e-6)
-
-
-def test_remat_call_accessor_and_static_argnums():
-    m = nnx.Remat(Dense, static_argnums=(1,))(ctx=nnx.context(0))
-    x = jnp.ones((2, 3))
-    y = m.call.twice(x, True)  # `square` is a Python bool: static, used in an `if`
-    expected = 2.0 * m.remat_module.linear(x)
-    np.testing.assert_allclose(y, expected * expected, rtol=1e-6)
-    np.testing.assert_allclose(m.call.twice(x, False), expected, rtol=1e-6)
-
-
-def test_remat_of_scan_composes_through_call_call():
-    m = nnx.Remat(
-        nnx.Scan(
-            Block, variable_axes={nnx.Param: 0, nnx.BatchStat: 0}, split_rngs="params", length=4
-        )
-    )(3, ctx=nnx.context(0))
-    assert isinstance(m.remat_module, nnx.Scan)
-    x = jnp.ones((2, 3))
-    y, _ = m.call.call(x, None)
-    lin = m.remat_module.scan_module.linear
-    np.testing.assert_allclose(y, _by_hand(lin.kernel, lin.bias, x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(m.remat_module.scan_module.calls, jnp.ones((4,)))
-
-
-def test_remat_function_static_argnums():
-    calls: list[bool] = []
-
-    @nnx.remat(static_argnums=2)
-    def f(model: Dense, x: jax.Array, square: bool) -> jax.Array:
-        calls.append(square)
-        return model(x, square=square)
-
-    m = Dense(ctx=nnx.context(0))
-    x = jnp.ones((2, 3))
-    y = f(m, x, True)
-    assert calls == [True]  # a Python value inside, not a tracer
-    np.testing.assert_allclose(y, jnp.sin(m.linear(x)) ** 2, rtol=1e-6)
 
 
 class _ModeBlock(nnx.Module):

@@ -1,15 +1,11 @@
-"""Sequence, Dict, Pytree, is_node / register_node_type."""
+"""`nnx.Sequence` and `nnx.Dict`: Modules holding a list or a mapping of items."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.tree_util import GetAttrKey
 
 import nnx
-
-# ----------------------------------------------------------------------------------
-# Sequence
 
 
 class Add(nnx.Module):
@@ -111,10 +107,6 @@ def test_sequence_roundtrip():
     assert [float(m.value) for m in rebuilt] == [float(i) for i in range(11)]
 
 
-# ----------------------------------------------------------------------------------
-# Dict
-
-
 def test_dict_mapping_protocol():
     d = nnx.Dict({"a": Add(1.0)}, b=nnx.Param(jnp.ones(2)), c=3)
     assert len(d) == 3
@@ -162,125 +154,3 @@ def test_empty_dict():
     assert len(d) == 0
     assert list(d) == []
     assert "a" not in d
-
-
-# ----------------------------------------------------------------------------------
-# Pytree
-
-
-class Point(nnx.Pytree):
-    def __init__(self, x, y, label):
-        self.x = x
-        self.y = nnx.Param(y)
-        self.label = label
-
-
-class MutablePoint(nnx.Pytree, mutable=True):
-    def __init__(self, x):
-        self.x = x
-
-
-def test_pytree_flatten_with_keys():
-    p = Point(jnp.ones(2), jnp.zeros(2), "p")
-    leaves_with_path, _ = jax.tree_util.tree_flatten_with_path(p)
-    assert [path for path, _ in leaves_with_path] == [
-        (GetAttrKey("x"),),
-        (GetAttrKey("y"), GetAttrKey("value")),
-    ]
-    q = jax.tree.map(lambda v: v + 1, p)
-    assert type(q) is Point
-    assert q.label == "p"
-    np.testing.assert_array_equal(q.x, jnp.full(2, 2.0))
-    np.testing.assert_array_equal(q.y, jnp.ones(2))
-    assert type(vars(q)["y"]) is nnx.Param
-
-
-def test_pytree_is_immutable():
-    p = Point(jnp.ones(2), jnp.zeros(2), "p")
-    with pytest.raises(AttributeError, match="Cannot add new fields to an initialized Pytree"):
-        p.z = 1
-    with pytest.raises(AttributeError, match="is immutable, trying to update field x"):
-        p.x = jnp.zeros(2)
-    np.testing.assert_array_equal(p.x, jnp.ones(2))
-
-
-def test_pytree_mutable():
-    p = MutablePoint(1)
-    p.x = 2
-    assert p.x == 2
-    with pytest.raises(AttributeError, match="Cannot add new fields"):
-        p.y = 1
-
-
-def test_pytree_replace():
-    p = Point(jnp.ones(2), jnp.zeros(2), "p")
-    q = p.replace(x=jnp.zeros(2), y=jnp.ones(2), label="q")
-    assert type(q) is Point
-    assert q.label == "q"
-    assert p.label == "p"
-    assert type(vars(q)["y"]) is nnx.Param
-    np.testing.assert_array_equal(q.y, jnp.ones(2))
-    np.testing.assert_array_equal(p.y, jnp.zeros(2))
-    with pytest.raises(ValueError, match=r"unknown fields \{'nope'\} for 'Point'"):
-        p.replace(nope=1)
-
-
-def test_pytree_crosses_jit():
-    p = Point(jnp.ones(2), jnp.zeros(2), "p")
-    out = jax.jit(lambda p: p.replace(x=p.x * 3))(p)
-    assert type(out) is Point
-    np.testing.assert_array_equal(out.x, jnp.full(2, 3.0))
-    assert out.label == "p"
-
-
-def test_pytree_is_a_node_in_modules():
-    class M(nnx.Module):
-        def __init__(self):
-            self.point = Point(jnp.ones(2), jnp.zeros(2), "p")
-
-    state = M().get_state()
-    assert list(state) == [("point",)]
-    assert len(jax.tree_util.tree_leaves(state)) == 2
-
-
-# ----------------------------------------------------------------------------------
-# is_node / register_node_type
-
-
-def test_is_node():
-    assert nnx.is_node(jnp.ones(2))
-    assert nnx.is_node(np.ones(2))
-    assert nnx.is_node(nnx.Param(1))
-    assert nnx.is_node(nnx.Node([1]))
-    assert nnx.is_node(nnx.State({}))
-    assert nnx.is_node(Point(1, 2, "p"))
-    for static in (1, 2.0, "s", [jnp.ones(1)], (1,), {"a": 1}, None, nnx.Static(1), len):
-        assert not nnx.is_node(static)
-
-
-def test_register_node_type():
-    class Custom:
-        def __init__(self, v):
-            self.v = v
-
-    class M(nnx.Module):
-        def __init__(self):
-            self.before = Custom(1)
-
-    assert not nnx.is_node(Custom(1))
-    m = M()
-    assert list(m.get_state()) == []
-    nnx.register_node_type(Custom)
-    assert nnx.is_node(Custom(1))
-    m.after = Custom(2)
-    state, moduledef = m.partition()
-    assert list(state) == [("after",), ("before",)]
-    assert state[("after",)].v == 2
-    # registering twice is harmless
-    nnx.register_node_type(Custom)
-    assert moduledef.merge(state).after.v == 2
-
-
-def test_register_node_type_needs_a_class():
-    with pytest.raises(TypeError, match="expects a class"):
-        nnx.register_node_type(3)  # type: ignore[arg-type]
