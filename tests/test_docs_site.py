@@ -2,7 +2,7 @@
 without mkdocs:
 
 (a) the ```python blocks of each page under docs/ run: the blocks of one page in
-    order, in one namespace (as tests/test_docs.py does for the README);
+    order, in one namespace (as tests/test_readme.py does for the README);
 (b) every public name of `nnx`, `nnx.nn`, `nnx.nn.initializers` and
     `nnx.checkpoints` is documented by a `::: identifier` directive of an API page
     (docs/api/*.md): the directive names it (under that name, in any of these

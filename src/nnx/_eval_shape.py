@@ -10,7 +10,7 @@ from typing_extensions import ParamSpec
 from ._compat import (
     jax_eval_shape,
 )
-from ._lift import Lifted, StaticBox
+from ._lift import Lifted, StaticBox, enter
 from ._module import (
     Module,
 )
@@ -29,7 +29,8 @@ def eval_shape(fun: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     f: Callable[..., Any] = fun
 
     def inner(*a: Any, **k: Any) -> Any:
-        out = f(*a, **k)
+        _, call_args, call_kwargs = enter(lift.static, lift.traced, a, k)  # Contexts rebuilt
+        out = f(*call_args, **call_kwargs)
         if isinstance(out, Module):
             state, moduledef = out.partition()
             return StaticBox(True), state, moduledef
