@@ -40,6 +40,7 @@ from ._filters import (
 from ._grad import grad as grad, value_and_grad as value_and_grad
 from ._jit import jit as jit
 from ._lift import LiftedCall as LiftedCall
+from ._metadata import ContainerMetadata as ContainerMetadata, with_metadata as with_metadata
 from ._module import (
     ApplyCaller as ApplyCaller,
     CloneCaller as CloneCaller,
@@ -72,20 +73,17 @@ from ._spmd import (
     with_logical_partitioning as with_logical_partitioning,
 )
 from ._state import State as State
+from ._var import var as var, variable_type as variable_type
 from ._variables import (
     BatchStat as BatchStat,
     Cache as Cache,
     Container as Container,
-    ContainerMetadata as ContainerMetadata,
     Intermediate as Intermediate,
     Node as Node,
     Param as Param,
     Static as Static,
     TreeNode as TreeNode,
     Variable as Variable,
-    var as var,
-    variable_type as variable_type,
-    with_metadata as with_metadata,
 )
 from ._vmap import vmap as vmap
 from .nn import (

@@ -20,7 +20,8 @@ from typing_extensions import TypeIs
 from ._compat import Tracer, is_prng_key_dtype, tree_flatten
 from ._filters import Path
 from ._state import State
-from ._variables import Node, defined_node_class, is_node_box, variable_type
+from ._var import variable_type
+from ._variables import Node, defined_node_class, is_node_box
 
 MSG_X64: Final = (
     "{where} was saved with a {dtype} jax array (under jax_enable_x64); here jax would "

@@ -16,7 +16,8 @@ from typing import Any, Final, TypeVar
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._variables import ContainerMetadata, Node, is_node_box, is_variable, with_metadata
+from ._metadata import ContainerMetadata, with_metadata
+from ._variables import Node, is_node_box, is_variable
 
 __all__ = [
     "PARTITION_NAME",

@@ -8,10 +8,9 @@ a pytree whose only child is its value; its kind and metadata are static aux dat
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, overload
 
 import jax
@@ -25,6 +24,7 @@ from ._compat import (
     register_pytree_with_keys,
     tree_flatten,
 )
+from ._metadata import EMPTY, ContainerMetadata, Metadata, is_tagged, merge_metadata
 from ._repr import indent, repr_value
 from ._treescope import render_constructor
 
@@ -32,24 +32,18 @@ __all__ = [
     "BatchStat",
     "Cache",
     "Container",
-    "ContainerMetadata",
     "Intermediate",
     "Node",
     "Param",
     "Static",
     "TreeNode",
     "Variable",
-    "var",
-    "variable_type",
-    "with_metadata",
 ]
 
 A = TypeVar("A", default=Any)
 B = TypeVar("B")
 P = ParamSpec("P")
 
-_Metadata = tuple[tuple[str, Any], ...]
-_EMPTY: Final[_Metadata] = ()
 
 MSG_INCOMPATIBLE: Final = (
     "Cannot build a {new} from a {old} (input value of type '{old}' is not compatible "
@@ -58,78 +52,8 @@ MSG_INCOMPATIBLE: Final = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class ContainerMetadata(Generic[A]):
-    """A value plus metadata, returned by initializers wrapped with `with_metadata`.
-
-    Passing it to a Container constructor unwraps the value and adds the metadata:
-    `nnx.Param(init(key, shape))` gets the `sharding` that `init` was tagged with.
-    Metadata given to the constructor as keywords win over these.
-
-    Attributes:
-        value: The wrapped value (e.g. an initialized array).
-        metadata: The metadata fields a Container built from it gets.
-
-    Example:
-        ```python
-        tagged = nnx.ContainerMetadata(jnp.zeros(3), {"sharding": ("embed",)})
-        p = nnx.Param(tagged)
-        assert p.sharding == ("embed",) and p.value.shape == (3,)
-        ```
-    """
-
-    value: A
-    metadata: dict[str, Any]
-
-
-def with_metadata(
-    initializer: Callable[P, B], **metadata: Any
-) -> Callable[P, ContainerMetadata[B]]:
-    """Wrap `initializer` so that its result carries `metadata` into a Container.
-
-    The wrapper calls `initializer` with the arguments it is given and returns
-    `ContainerMetadata(result, metadata)`; the Container built from that (e.g. the
-    `Param` a layer makes from its `kernel_init`) unwraps the value and gets the
-    metadata. The wrapper keeps the initializer's `__name__` and `__doc__`.
-
-    Args:
-        initializer: Any callable, typically `init(key, shape, dtype)`.
-        **metadata: The metadata fields to attach, e.g. `sharding=("embed", "mlp")`.
-            A field whose value is None is not stored by the Container.
-
-    Returns:
-        A callable taking `initializer`'s arguments and returning a
-        `ContainerMetadata`.
-
-    Example:
-        ```python
-        init = nnx.with_metadata(nnx.initializers.lecun_normal(), sharding=("in", "out"))
-        layer = nnx.Linear(3, 4, kernel_init=init, ctx=nnx.context(0))
-        kernel = layer.get_state()[("kernel",)]
-        assert kernel.sharding == ("in", "out") and kernel.value.shape == (3, 4)
-        ```
-    """
-
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> ContainerMetadata[B]:
-        return ContainerMetadata(initializer(*args, **kwargs), dict(metadata))
-
-    wrapper.__name__ = getattr(initializer, "__name__", "initializer")
-    wrapper.__doc__ = getattr(initializer, "__doc__", None)
-    return wrapper
-
-
-def _is_tagged(x: object) -> TypeIs[ContainerMetadata[Any]]:
-    return isinstance(x, ContainerMetadata)
-
-
 def _snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def _merge_metadata(metadata: _Metadata, updates: dict[str, Any]) -> _Metadata:
-    merged = dict(metadata)
-    merged.update(updates)
-    return tuple(sorted((k, v) for k, v in merged.items() if v is not None))
 
 
 _ARRAY_TYPES: Final = (jax.Array, np.ndarray)
@@ -201,14 +125,14 @@ class Container(Generic[A]):
     __slots__ = ("_metadata", "_value")
 
     _value: A
-    _metadata: _Metadata
+    _metadata: Metadata
 
     def __init__(self, value: A | ContainerMetadata[A] | Container[A], **metadata: Any) -> None:
         raw: Any = value
-        if _is_tagged(raw):
+        if is_tagged(raw):
             metadata = {**raw.metadata, **metadata}
             raw = raw.value
-        meta = _merge_metadata(_EMPTY, metadata) if metadata else _EMPTY
+        meta = merge_metadata(EMPTY, metadata) if metadata else EMPTY
         if is_container(raw):
             if type(raw) is not type(self) or raw._metadata != meta:
                 raise ValueError(
@@ -289,7 +213,7 @@ class Container(Generic[A]):
                     f"known keys: {sorted(known)}. Build a new {type(self).__name__}(value, "
                     f"{unknown[0]}=...) to add metadata."
                 )
-            meta = _merge_metadata(meta, updates)
+            meta = merge_metadata(meta, updates)
         new._init_copy(value, meta)
         return new
 
@@ -321,7 +245,7 @@ class Container(Generic[A]):
     def _known_metadata(cls) -> set[str]:
         return set()
 
-    def _init_copy(self, value: Any, metadata: _Metadata) -> None:
+    def _init_copy(self, value: Any, metadata: Metadata) -> None:
         self._value = value
         self._metadata = metadata
 
@@ -342,10 +266,10 @@ class Container(Generic[A]):
             self, {"value": self._value, **dict(self._metadata)}, path, subtree_renderer
         )
 
-    def __getstate__(self) -> tuple[Any, _Metadata]:
+    def __getstate__(self) -> tuple[Any, Metadata]:
         return (self._value, self._metadata)
 
-    def __setstate__(self, state: tuple[Any, _Metadata]) -> None:
+    def __setstate__(self, state: tuple[Any, Metadata]) -> None:
         self._init_copy(*state)
 
     if TYPE_CHECKING:
@@ -364,7 +288,7 @@ class Container(Generic[A]):
         def __set__(self, obj: object, value: A | Container[A], /) -> None: ...
 
 
-def _describe(cls: type[Any], metadata: _Metadata) -> str:
+def _describe(cls: type[Any], metadata: Metadata) -> str:
     if not metadata:
         return cls.__name__
     return f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in metadata)})"
@@ -382,6 +306,11 @@ definition of a name wins): what a checkpoint may name (DECISIONS 9)."""
 def known_collections() -> frozenset[str]:
     """The collection names of every Node class defined so far."""
     return frozenset(_COLLECTIONS)
+
+
+def collection_class(collection: str) -> type[Node[Any]] | None:
+    """The (first defined) Node class of `collection`, if any."""
+    return _COLLECTIONS.get(collection)
 
 
 def defined_node_class(name: str) -> type[Node[Any]] | None:
@@ -443,7 +372,7 @@ class Node(Container[A]):
         super().__init__(value, **metadata)
         self._owner = None
 
-    def _init_copy(self, value: Any, metadata: _Metadata) -> None:
+    def _init_copy(self, value: Any, metadata: Metadata) -> None:
         self._value = value
         self._metadata = metadata
         self._owner = None
@@ -457,7 +386,7 @@ class Node(Container[A]):
         return new
 
     @classmethod
-    def _unflatten(cls, metadata: _Metadata, children: Iterable[Any]) -> Self:
+    def _unflatten(cls, metadata: Metadata, children: Iterable[Any]) -> Self:
         new = object.__new__(cls)
         (new._value,) = children
         new._metadata = metadata
@@ -485,11 +414,11 @@ class Node(Container[A]):
             self._value = new_value
 
 
-def _node_flatten(node: Node[Any]) -> tuple[tuple[Any], _Metadata]:
+def _node_flatten(node: Node[Any]) -> tuple[tuple[Any], Metadata]:
     return (node._value,), node._metadata
 
 
-def _node_flatten_with_keys(node: Node[Any]) -> tuple[tuple[tuple[Any, Any]], _Metadata]:
+def _node_flatten_with_keys(node: Node[Any]) -> tuple[tuple[tuple[Any, Any]], Metadata]:
     return ((GetAttrKey("value"), node._value),), node._metadata
 
 
@@ -672,74 +601,6 @@ class TreeNode(Node[A]):
     collection: ClassVar[str] = "tree_node"
 
 
-def variable_type(collection: str) -> type[Variable[Any]]:
-    """The Variable class of `collection`, made (once) if no class declares it.
-
-    `variable_type("params") is nnx.Param`; an unknown name gives a new Variable
-    subclass whose `collection` is that name (its class name is the name in
-    CamelCase), and the same class on every later call. If several classes declare
-    one collection, the first one defined is returned.
-
-    Args:
-        collection: A collection name.
-
-    Returns:
-        The Variable class.
-
-    Raises:
-        TypeError: If the collection belongs to a Node class that is not a Variable
-            (`"node"`, `"tree_node"`).
-
-    Example:
-        ```python
-        assert nnx.variable_type("params") is nnx.Param
-        Scores = nnx.variable_type("doc_scores")
-        assert issubclass(Scores, nnx.Variable) and Scores.collection == "doc_scores"
-        assert nnx.variable_type("doc_scores") is Scores
-        ```
-    """
-    cls = _COLLECTIONS.get(collection)
-    if cls is None:
-        name = "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", collection))
-        namespace = {"__slots__": (), "collection": collection, "_nnx_made_for_collection": True}
-        cls = type(name or "Collection", (Variable,), namespace)
-    if not issubclass(cls, Variable):
-        raise TypeError(
-            f"Collection {collection!r} belongs to {cls.__name__}, which is not a Variable."
-        )
-    return cls
-
-
-def var(collection: str, value: A, **metadata: Any) -> Variable[A]:
-    """A Variable of the given collection: `variable_type(collection)(value, **metadata)`.
-
-    `nnx.var("intermediates", y)` is an `nnx.Intermediate`; an unknown collection name
-    gets its own Variable class (see `variable_type`), so string filters find it.
-
-    Args:
-        collection: The collection name.
-        value: The value.
-        **metadata: Metadata fields (`sharding=` included).
-
-    Returns:
-        A new Variable of that collection's class.
-
-    Raises:
-        TypeError: If the collection belongs to a Node class that is not a Variable.
-
-    Example:
-        ```python
-        y = nnx.var("intermediates", jnp.ones(2))
-        assert type(y) is nnx.Intermediate
-        flag = nnx.var("doc_flags", True)
-        assert type(flag).collection == "doc_flags"
-        state = nnx.State({("flag",): flag, ("y",): y})
-        assert list(state.filter("doc_flags")) == [("flag",)]
-        ```
-    """
-    return variable_type(collection)(value, **metadata)
-
-
 # ------------------------------------------------------------------------------------
 # Static: a value that is *not* state.
 
@@ -775,11 +636,11 @@ class Static(Container[A]):
         return bool(self._value == other._value) and self._metadata == other._metadata
 
 
-def _static_flatten(x: Static[Any]) -> tuple[tuple[()], tuple[Any, _Metadata]]:
+def _static_flatten(x: Static[Any]) -> tuple[tuple[()], tuple[Any, Metadata]]:
     return (), (x._value, x._metadata)
 
 
-def _static_unflatten(aux: tuple[Any, _Metadata], _: Iterable[Any]) -> Static[Any]:
+def _static_unflatten(aux: tuple[Any, Metadata], _: Iterable[Any]) -> Static[Any]:
     new: Static[Any] = object.__new__(Static)
     new._init_copy(*aux)
     return new
