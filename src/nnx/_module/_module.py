@@ -56,11 +56,60 @@ class _NoOrigClass:
 class Module(ModuleObject):
     """Base class of every nnx module: a plain, mutable Python object.
 
-    Attributes that hold Variables (`nnx.Param`, ...), arrays or other nodes are the
-    module's state; attributes that hold Modules are submodules (shared references and
-    cycles are fine); anything else is static. Reading an attribute that holds a
-    Variable gives its value; assigning a raw value to it updates the value and keeps
-    the Variable's kind and metadata.
+    Subclass it and assign attributes in `__init__` (layers take their RNG keys from a
+    keyword argument `ctx`, an `nnx.Context`). What an attribute holds decides its role:
+
+    - **state**: a Variable (`nnx.Param`, `nnx.BatchStat`, a subclass of your own), a
+      JAX or NumPy array, or another registered node;
+    - **submodule**: another Module, shared by reference (the same submodule under
+      two attributes, and cycles, survive `partition`/`merge` and every transform);
+    - **static**: anything else (ints, strings, functions, dtypes), kept in the
+      `ModuleDef`.
+
+    Reading an attribute that holds a Variable gives its value (an array, not the
+    Variable); assigning a raw value to it replaces the value and keeps the Variable's
+    kind and metadata (`self.count += 1` keeps a `Count`). Assigning a Variable stores
+    a copy the module owns. A plain `list`, `tuple` or `dict` holding Modules,
+    Variables or arrays raises `TypeError` (use `nnx.Sequence`, `nnx.Dict`).
+
+    A module belongs to the JAX trace it was created in: mutating it under another
+    trace (inside a `jax.jit` it was not passed into, ...) raises
+    `nnx.TraceContextError`. Pass it through an nnx transform (`nnx.jit`, `nnx.grad`,
+    ...) or split it with `partition` instead. Class-level annotations are optional;
+    they type the reads and drive the run-time shape checks (`nnx.shape_checks`).
+
+    Example:
+        ```python
+        class Count(nnx.Variable[jax.Array]):  # a kind of state of its own
+            pass
+
+
+        class MLP(nnx.Module):
+            def __init__(self, din: int, dout: int, *, ctx: nnx.Context) -> None:
+                self.hidden = nnx.Linear(din, 8, ctx=ctx)  # submodules
+                self.out = nnx.Linear(8, dout, ctx=ctx)
+                self.calls = Count(jnp.array(0))  # state
+                self.dout = dout  # static
+
+            def __call__(self, x: jax.Array) -> jax.Array:
+                self.calls += 1  # the read unboxes, the write keeps the Count
+                return self.out(nnx.relu(self.hidden(x)))
+
+
+        model = MLP(3, 2, ctx=nnx.context(0))
+        assert model(jnp.ones((4, 3))).shape == (4, 2)
+        assert model.calls == 1 and isinstance(model.hidden.kernel, jax.Array)
+        assert set(model.get_state()) == {
+            ("calls",), ("hidden", "bias"), ("hidden", "kernel"),
+            ("out", "bias"), ("out", "kernel"),
+        }
+        try:
+            model.extra = [nnx.Linear(2, 2, ctx=nnx.context(1))]
+        except TypeError:
+            model.extra = nnx.Sequence([nnx.Linear(2, 2, ctx=nnx.context(1))])
+        else:
+            raise AssertionError("expected a TypeError")
+        ```
     """
 
     __slots__ = ()  # the private slots are ModuleObject's (_module_object.py)
@@ -111,11 +160,44 @@ class Module(ModuleObject):
         self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
     ) -> tuple[tuple[State[Any], ...], ModuleDef[Self]]: ...
     def partition(self, *filters: Filter) -> tuple[Any, ModuleDef[Self]]:
-        """Split into `(states, moduledef)` (an `nnx.Pure`, a tuple with `.merge()`).
+        """Split the module graph into its state and its static structure.
 
         No filter: one State with every entry. One filter: one State, which must hold
         every entry. Several: a tuple of States, each entry going to the first filter
-        that matches it, every entry matched (`...` last catches the rest).
+        that matches it; every entry must be matched (end with `...` to catch the
+        rest). The States hold copies of the Variables (a snapshot: later changes to
+        the module do not show in them); shared submodules appear once. The module is
+        not changed. `moduledef.merge(*states)` rebuilds an equal module.
+
+        Args:
+            *filters: Filters (a Variable class, a collection name, `...`, a
+                predicate, ... see `nnx.Filter`).
+
+        Returns:
+            An `nnx.Pure`, the pair `(states, moduledef)`: `states` is a State, or a
+            tuple of States with two or more filters.
+
+        Raises:
+            ValueError: If some entry matches no filter ("Non-exhaustive filters"),
+                or `...` is not the last filter.
+            TypeError: If a filter is not a valid filter.
+
+        Example:
+            ```python
+            model = nnx.BatchNorm(3, ctx=nnx.context(0))
+            state, moduledef = model.partition()
+            assert set(state) == {("bias",), ("mean",), ("scale",), ("var",)}
+            (params, stats), moduledef = model.partition(nnx.Param, nnx.BatchStat)
+            assert set(stats) == {("mean",), ("var",)}
+            copy = moduledef.merge(params, stats)
+            assert type(copy) is nnx.BatchNorm and copy is not model
+            try:
+                model.partition(nnx.Param)  # the BatchStats are left over
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("expected a ValueError")
+            ```
         """
         moduledef, paths, leaves = flatten_graph(self)
         if not filters:
@@ -124,11 +206,36 @@ class Module(ModuleObject):
         return Pure(states[0] if len(states) == 1 else states, moduledef)
 
     def get_state(self) -> State[Any]:
-        """Every state entry, as one State."""
+        """Every state entry, as one State: `partition()`'s State without the
+        ModuleDef.
+
+        Returns:
+            A State mapping each path to a copy of its entry.
+
+        Example:
+            ```python
+            model = nnx.Linear(2, 3, ctx=nnx.context(0))
+            state = model.get_state()
+            assert set(state) == {("bias",), ("kernel",)}
+            assert state[("kernel",)].value.shape == (2, 3)
+            ```
+        """
         _, paths, leaves = flatten_graph(self)
         return State._from_sorted(dict(zip(paths, leaves)))
 
     def get_module_def(self) -> ModuleDef[Self]:
+        """The ModuleDef alone: `partition()`'s static half, without copying the state.
+
+        Returns:
+            The ModuleDef of this module graph (equal to `partition()[1]`).
+
+        Example:
+            ```python
+            model = nnx.Linear(2, 3, ctx=nnx.context(0))
+            moduledef = model.get_module_def()
+            assert moduledef == model.partition()[1] and moduledef.type is nnx.Linear
+            ```
+        """
         return flatten_graph(self, copy_leaves=False)[0]
 
     @overload
@@ -148,7 +255,29 @@ class Module(ModuleObject):
         self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
     ) -> tuple[State[Any], ...]: ...
     def filter(self, first: Filter, /, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
-        """The entries matching each filter (entries matching none are left out)."""
+        """The state entries each filter selects; entries matching none are left out.
+
+        Unlike `partition`, the filters need not cover every entry; an entry goes to
+        the first filter that matches it. The module is not changed.
+
+        Args:
+            first: The first filter.
+            *filters: More filters: one State is returned per filter.
+
+        Returns:
+            A State for one filter, else a tuple of States, one per filter.
+
+        Raises:
+            TypeError: If a filter is not a valid filter.
+
+        Example:
+            ```python
+            model = nnx.BatchNorm(3, ctx=nnx.context(0))
+            assert set(model.filter(nnx.BatchStat)) == {("mean",), ("var",)}
+            params, stats = model.filter("params", "batch_stats")
+            assert set(params) == {("bias",), ("scale",)}
+            ```
+        """
         _, paths, leaves = flatten_graph(self)
         states = split_pairs(zip(paths, leaves), check_filters((first, *filters)), exhaustive=False)
         return states[0] if len(states) == 1 else states
@@ -170,7 +299,41 @@ class Module(ModuleObject):
         self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
     ) -> tuple[State[Any], ...]: ...
     def pop_state(self, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
-        """Remove the entries matching the filters and return them as State(s)."""
+        """Remove the state entries the filters select and return them.
+
+        Each entry goes to the first filter that matches it; entries matching none
+        stay. The matching attributes are deleted from their modules, in place (a
+        shared submodule is visited once; cycles are fine). Typically used for
+        captured `nnx.Intermediate`s.
+
+        Args:
+            *filters: One or more filters.
+
+        Returns:
+            A State for one filter, else a tuple of States, one per filter.
+
+        Raises:
+            ValueError: If no filter is given.
+            nnx.TraceContextError: If a module losing an entry belongs to another
+                JAX trace.
+
+        Example:
+            ```python
+            class Tap(nnx.Module):
+                def __init__(self, *, ctx: nnx.Context) -> None:
+                    self.linear = nnx.Linear(3, 2, ctx=ctx)
+
+                def __call__(self, x: jax.Array) -> jax.Array:
+                    self.y = nnx.Intermediate(self.linear(x))  # capture
+                    return self.y
+
+
+            tap = Tap(ctx=nnx.context(0))
+            tap(jnp.ones((1, 3)))
+            captured = tap.pop_state(nnx.Intermediate)
+            assert set(captured) == {("y",)} and not hasattr(tap, "y")
+            ```
+        """
         if not filters:
             raise ValueError(
                 "pop_state expects at least one filter, e.g. pop_state(nnx.Intermediate)"
@@ -180,11 +343,33 @@ class Module(ModuleObject):
     def update_state(
         self, updates: State[Any] | tuple[State[Any], ...] | Pure[Any, Any] | Module
     ) -> None:
-        """Write state entries back into this module graph, in place.
+        """Write state entries into this module graph, in place.
 
-        `updates` is a State, a tuple of States, a `Pure`, or a Module of the same
-        type. Existing Variables get new values (their kind must match); new entries
-        become new attributes. Every path is checked before anything changes.
+        Existing entries get the new values (a Variable update must be of the kind of
+        the Variable it replaces); a path to an absent attribute of an existing module
+        creates it. Paths not in `updates` are left as they are. Every path is checked
+        before anything changes; no run-time shape check runs (the values are
+        restored, not computed).
+
+        Args:
+            updates: A State, a tuple of States, an `nnx.Pure` (its states), or a
+                module of exactly this type (its whole state).
+
+        Raises:
+            ValueError: If a path leads through a missing submodule (updates add
+                entries, not submodules), would replace a submodule, or a Variable's
+                kind differs from the entry's.
+            TypeError: If `updates` is a module of another type, or a value is not
+                state (an array, a Variable or a node).
+            nnx.TraceContextError: If a module written to belongs to another trace.
+
+        Example:
+            ```python
+            model = nnx.Linear(2, 3, ctx=nnx.context(0))
+            zeros = jax.tree.map(jnp.zeros_like, model.filter(nnx.Param))
+            model.update_state(zeros)
+            assert float(jnp.abs(model.kernel).sum()) == 0.0
+            ```
         """
         if isinstance(updates, Module):
             if type(updates) is not type(self):
@@ -199,21 +384,77 @@ class Module(ModuleObject):
         update_state_entries(self, mapping)
 
     def clone(self) -> Self:
-        """A deep copy of the module graph (sharing and cycles kept)."""
+        """A deep copy of the module graph: new modules and Variables, same structure.
+
+        Shared submodules stay shared (and cycles cycles) within the copy; arrays are
+        immutable, so they are not copied. Mutating the copy leaves this module as it
+        is. Equivalent to `self.partition().merge()`.
+
+        Returns:
+            A new module of the same type.
+
+        Example:
+            ```python
+            model = nnx.Linear(2, 3, ctx=nnx.context(0))
+            copy = model.clone()
+            copy.kernel = jnp.zeros((2, 3))
+            assert copy is not model and float(jnp.abs(model.kernel).sum()) > 0
+            ```
+        """
         moduledef, paths, leaves = flatten_graph(self, copy_leaves=False)
         return unflatten(moduledef, dict(zip(paths, leaves)))  # type: ignore[no-any-return]
 
     @property
     def apply(self) -> CloneCaller[Self, Self]:
-        """`module.apply.method(*args)`: call on a copy; returns `(out, copy)`, the copy
-        holding the updated state, and leaves this module untouched (as NNX 0.0.8).
-        Attribute and item access chain: `module.apply.blocks[0].linear(x)`."""
+        """Call a method on a copy: `module.apply.method(*args)` returns `(out, copy)`.
+
+        The copy holds the updated state (counters, intermediates, ...); this module
+        is left untouched (as in NNX 0.0.8). `module.apply(*args)` calls `__call__`;
+        attribute and item access chain to any depth before the call:
+        `module.apply.blocks[0].linear(x)` (the copy returned is the whole module).
+
+        Returns:
+            An `nnx.CloneCaller` for this module.
+
+        Example:
+            ```python
+            model = nnx.BatchNorm(2, ctx=nnx.context(0))
+            x = jnp.arange(8.0).reshape(4, 2)
+            y, updated = model.apply(x, use_running_average=False)
+            assert y.shape == (4, 2) and type(updated) is nnx.BatchNorm
+            assert float(jnp.abs(model.mean).sum()) == 0.0  # untouched
+            assert float(jnp.abs(updated.mean).sum()) > 0.0
+            ```
+        """
         moduledef, paths, leaves = flatten_graph(self, copy_leaves=False)
         return CloneCaller(moduledef, (State._from_sorted(dict(zip(paths, leaves))),), ())
 
     # -- helpers --------------------------------------------------------------------------
     def sow(self, variable_type: type[Variable[Any]], name: str, value: Any) -> None:
-        """Append `value` to the tuple held by Variable `name` (created if absent)."""
+        """Append `value` to the tuple held by the Variable attribute `name`.
+
+        If the attribute is absent it is created as `variable_type((value,))`; the
+        usual use is capturing intermediate values with `nnx.Intermediate` (then
+        removed with `pop_state(nnx.Intermediate)`).
+
+        Args:
+            variable_type: The Variable class of the attribute.
+            name: The attribute name.
+            value: The value to append.
+
+        Raises:
+            ValueError: If the attribute exists but is not a Variable, not exactly of
+                type `variable_type`, or does not hold a tuple.
+
+        Example:
+            ```python
+            model = nnx.Linear(2, 2, ctx=nnx.context(0))
+            model.sow(nnx.Intermediate, "seen", jnp.ones(2))
+            model.sow(nnx.Intermediate, "seen", jnp.zeros(2))
+            assert len(model.seen) == 2
+            assert set(model.pop_state(nnx.Intermediate)) == {("seen",)}
+            ```
+        """
         d = vars_of(self)
         if name not in d:
             setattr(self, name, variable_type((value,)))
@@ -238,14 +479,43 @@ class Module(ModuleObject):
         setattr(self, name, (*held, value))
 
     def for_each(self, module_type: type[ModuleT], fn: Callable[[ModuleT], None]) -> None:
-        """Call `fn(m)` on every module `m` of the graph (each once) that is a
-        `module_type`, depth first."""
+        """Call `fn(m)` on every module `m` of the graph that is a `module_type`.
+
+        The walk is that of `modules()`: depth first, this module included, each
+        module once.
+
+        Args:
+            module_type: The class to select (subclasses included).
+            fn: Called with each selected module; its result is ignored.
+
+        Example:
+            ```python
+            model = nnx.Sequence([nnx.Linear(2, 2, ctx=nnx.context(i)) for i in range(3)])
+            found: list[nnx.Linear] = []
+            model.for_each(nnx.Linear, found.append)
+            assert len(found) == 3
+            ```
+        """
         for _, module in self.modules():
             if isinstance(module, module_type):
                 fn(module)
 
     def modules(self) -> Iterator[tuple[Path, Module]]:
-        """`(path, module)` for every module of the graph, each once, depth first."""
+        """Every module of the graph with its path, depth first.
+
+        This module comes first, with the path `()`; a shared submodule is yielded
+        once, under the first path it is reached by.
+
+        Returns:
+            An iterator of `(path, module)` pairs.
+
+        Example:
+            ```python
+            linear = nnx.Linear(2, 2, ctx=nnx.context(0))
+            model = nnx.Sequence([linear, linear])  # shared
+            assert [path for path, _ in model.modules()] == [(), (0,)]
+            ```
+        """
         seen: set[int] = set()
 
         def visit(module: Module, prefix: Path) -> Iterator[tuple[Path, Module]]:
