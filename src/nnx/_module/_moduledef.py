@@ -129,11 +129,41 @@ class _MergePlan:
 
 class ModuleDef(Generic[M]):
     """The static half of a partitioned Module: types, static attributes and the
-    shape of the graph (shared submodules and cycles as integer back-references).
+    shape of the graph.
 
-    Hashable and a pytree without leaves, so it can be a static argument of
-    `jax.jit` or travel through any transform. `merge(state)` rebuilds the Module;
-    `apply(state).method(*args)` runs a method functionally.
+    `module.partition()` (or `module.get_module_def()`) makes one; it describes a
+    module and, in `submodules`, each of its submodules, numbered by `index` in
+    depth-first order. A submodule reached a second time (shared, or a cycle) is
+    stored as the integer index of its first occurrence. `merge(*states)` rebuilds
+    the module graph; `apply(*states).method(*args)` runs a method functionally.
+
+    A ModuleDef never changes (mutable static values are snapshotted). It is hashable
+    and compares by value, so two models of one structure and equal static attributes
+    have equal ModuleDefs (a static `1` and `1.0` differ: a trace specialised on one is
+    wrong for the other). It is a pytree without leaves, so it can be a static
+    argument of `jax.jit` or travel through any transform.
+
+    Args:
+        type: The module class.
+        index: This module's position in the graph, depth first (the root is 0).
+        submodules: `(key, ModuleDef or back-reference index)` per submodule.
+        static_fields: `(name, value)` per static attribute, sorted by name.
+        leaf_keys: The keys of this module's state entries.
+        keys: Leaf and submodule keys in traversal order. Default: both sorted.
+        intermediate_keys: The leaf keys holding `nnx.Intermediate`s.
+
+    Example:
+        ```python
+        model = nnx.Linear(2, 3, ctx=nnx.context(0))
+        state, moduledef = model.partition()
+        assert moduledef.type is nnx.Linear and moduledef.leaf_keys == ("bias", "kernel")
+        assert ("in_features", 2) in moduledef.static_fields
+        other = nnx.Linear(2, 3, ctx=nnx.context(1)).get_module_def()
+        assert moduledef == other and hash(moduledef) == hash(other)
+
+        shared = nnx.Sequence([model, model]).get_module_def()
+        assert shared.submodules[1] == (1, 1)  # the second item: module 1 again
+        ```
     """
 
     __slots__ = (
@@ -174,18 +204,23 @@ class ModuleDef(Generic[M]):
 
     @property
     def type(self) -> type[M]:
+        """The class of the module this ModuleDef describes."""
         return self._type
 
     @property
     def index(self) -> int:
+        """This module's number in the graph, depth first: 0 for the root."""
         return self._index
 
     @property
     def submodules(self) -> tuple[tuple[str | int, ModuleDef[Any] | int], ...]:
+        """`(key, sub)` per submodule: `sub` is its ModuleDef, or, for a module already
+        reached (shared, or a cycle), the `index` of its first occurrence."""
         return self._submodules
 
     @property
     def static_fields(self) -> tuple[tuple[str, Any], ...]:
+        """`(name, value)` per static attribute, sorted by name."""
         return self._static_fields
 
     @property
@@ -252,20 +287,82 @@ class ModuleDef(Generic[M]):
         return plan
 
     def merge(self, state: State[Any], /, *states: State[Any]) -> M:
-        """Build a new Module from this definition and the given State(s).
+        """Build a new module graph from this definition and the given State(s).
 
         Pass every partition (`merge(params, batch_stats)`); for a path present in
-        several, the last State wins. Raises `ValueError` if the states do not fit
-        this ModuleDef (missing or unknown paths), except that missing
-        `nnx.Intermediate` entries are allowed: the module is built without them, as
-        after `pop_state(nnx.Intermediate)`.
+        several, the last State wins. The modules are new objects, of the current JAX
+        trace (so `merge` inside a `jax.jit` gives a module free to mutate there); the
+        Variables are copies, the States are not changed. Shared submodules and cycles
+        are rebuilt as such. Missing `nnx.Intermediate` entries are allowed: the module
+        is built without them, as after `pop_state(nnx.Intermediate)`. No run-time
+        shape check runs.
+
+        Args:
+            state: A State (e.g. from `partition`).
+            *states: More States, e.g. the other partitions.
+
+        Returns:
+            A new module of type `self.type`.
+
+        Raises:
+            ValueError: If the States do not fit this ModuleDef (missing or unknown
+                paths); the message names them.
+            TypeError: If an entry is not state (e.g. a Python float left by a
+                `tree_map`: return arrays instead), or an argument is not a State.
+
+        Example:
+            ```python
+            model = nnx.BatchNorm(3, ctx=nnx.context(0))
+            (params, stats), moduledef = model.partition(nnx.Param, nnx.BatchStat)
+            copy = moduledef.merge(params, stats)
+            assert type(copy) is nnx.BatchNorm and copy is not model
+            try:
+                moduledef.merge(params)  # the batch statistics are missing
+            except ValueError as error:
+                assert "missing paths" in str(error)
+            else:
+                raise AssertionError("expected a ValueError")
+            ```
         """
         return cast(M, unflatten(self, combine_states((state, *states))))
 
     def apply(self, state: State[Any], /, *states: State[Any]) -> ApplyCaller[M]:
-        """Call a method functionally: `moduledef.apply(state).method(*args)` merges,
-        calls, and returns `(output, Pure(new_state, new_moduledef))`. Attribute and
-        item access chain to any depth: `apply(state).blocks[0].linear(x)`."""
+        """Call a method functionally: merge, call, partition again.
+
+        `moduledef.apply(*states)(*args)` calls `__call__`, `.method(*args)` another
+        method; attribute and item access chain to any depth first
+        (`apply(state).blocks[0].linear(x)`). The call merges a fresh module, calls it,
+        and returns `(output, nnx.Pure(new_state, new_moduledef))`: the whole updated
+        state (counters, batch statistics, intermediates) as one State. The States
+        given are not changed, so it works inside `jax.jit` and `jax.grad`.
+
+        Args:
+            state: A State, as for `merge`.
+            *states: More States, as for `merge`.
+
+        Returns:
+            An `nnx.ApplyCaller`; nothing runs until it is called.
+
+        Example:
+            ```python
+            (params, stats), moduledef = nnx.BatchNorm(2, ctx=nnx.context(0)).partition(
+                nnx.Param, nnx.BatchStat
+            )
+            x = jnp.arange(8.0).reshape(4, 2)
+            y, (new_state, _) = moduledef.apply(params, stats)(x, use_running_average=False)
+            assert y.shape == (4, 2)
+            assert float(new_state[("mean",)].value.sum()) > 0.0  # updated
+            assert float(stats[("mean",)].value.sum()) == 0.0  # not changed
+
+            @jax.jit
+            def loss(params: nnx.State, x: jax.Array) -> jax.Array:
+                y, _ = moduledef.apply(params, stats)(x, use_running_average=True)
+                return jnp.mean(y**2)
+
+            grads = jax.grad(loss)(params, x)
+            assert set(grads) == {("bias",), ("scale",)}
+            ```
+        """
         from ._pure import ApplyCaller  # _pure builds on ModuleDef
 
         return ApplyCaller(self, (state, *states), ())
