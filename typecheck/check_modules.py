@@ -145,6 +145,9 @@ def rejected(m: Linear, blk: Block) -> None:
     m.w = "not an array"  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
     m.w = nnx.Param("not an array")  # type: ignore[arg-type]  # pyright: ignore[reportAttributeAccessIssue]
     m.count = "not an int"  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
+    # a Variable of another kind (the run-time check raises ValueError; now the checkers see it)
+    m.w = nnx.BatchStat(arr())  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
+    blk.stats = nnx.Param(arr())  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
     blk.linear = blk  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
     m.unknown = 1  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
     _ = m.typo  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]

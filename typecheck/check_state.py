@@ -66,10 +66,18 @@ def partition_and_filter(state: nnx.State[Any], params: nnx.State[nnx.Param[Any]
     assert_type(state.filter(nnx.Param, "cache"), tuple[nnx.State[Any], nnx.State[Any]])
 
 
+def takes_params(s: nnx.State[nnx.Param[Any]]) -> None: ...
+
+
 def combining(
     p1: nnx.State[nnx.Param[Any]], p2: nnx.State[nnx.Param[Any]], b: nnx.State[nnx.BatchStat[Any]]
 ) -> None:
     assert_type(nnx.State.merge(p1, p2), nnx.State[nnx.Param[Any]])
+    # the result holds every argument's kinds (pyright once said State[Param] here)
+    assert_type(nnx.State.merge(p1, b), nnx.State[nnx.Param[Any] | nnx.BatchStat[Any]])
+    assert_type(nnx.State.merge(p1, b, p2), nnx.State[nnx.Param[Any] | nnx.BatchStat[Any]])
+    assert_type(nnx.State.merge(p1), nnx.State[nnx.Param[Any]])
+    takes_params(nnx.State.merge(p1, b))  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     assert_type(p1 | b, nnx.State[nnx.Param[Any] | nnx.BatchStat[Any]])
     assert_type(p1 - b, nnx.State[nnx.Param[Any]])
 

@@ -264,8 +264,29 @@ class State(Mapping[Path, V]):
         return states[0] if len(states) == 1 else states
 
     # -- combining ------------------------------------------------------------------------
+    # The result holds the kinds of every argument: `State.merge(params, rest)` is not
+    # a `State[Param]` when `rest` holds other kinds.
+    @overload
     @staticmethod
-    def merge(state: State[V1], /, *states: State[V1]) -> State[V1]:
+    def merge(state: State[V1], /) -> State[V1]: ...
+    @overload
+    @staticmethod
+    def merge(state: State[V1], second: State[V2], /) -> State[V1 | V2]: ...
+    @overload
+    @staticmethod
+    def merge(state: State[V1], second: State[V2], third: State[V3], /) -> State[V1 | V2 | V3]: ...
+    @overload
+    @staticmethod
+    def merge(
+        state: State[Any],
+        second: State[Any],
+        third: State[Any],
+        fourth: State[Any],
+        /,
+        *states: State[Any],
+    ) -> State[Any]: ...
+    @staticmethod
+    def merge(state: State[Any], /, *states: State[Any]) -> State[Any]:
         """One State with the entries of all; for a repeated path the last one wins.
 
         The inverse of `partition`: `State.merge(*state.partition(f, ...)) == state`.
@@ -289,7 +310,7 @@ class State(Mapping[Path, V]):
         """
         if not states:
             return state
-        combined: dict[Path, V1] = dict(state._mapping)
+        combined: dict[Path, Any] = dict(state._mapping)
         for s in states:
             combined.update(s._mapping)
         return State(combined)

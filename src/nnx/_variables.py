@@ -519,6 +519,11 @@ class Param(Variable[A]):
     __slots__ = ()
     collection: ClassVar[str] = "params"
 
+    if TYPE_CHECKING:
+        # An annotated attribute takes its value or a Param, not another kind
+        # (narrower than Container.__set__ on purpose).
+        def __set__(self, obj: object, value: A | Param[A], /) -> None: ...  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]
+
 
 class BatchStat(Variable[A]):
     """A running statistic, e.g. BatchNorm's mean (collection `"batch_stats"`).
@@ -536,6 +541,11 @@ class BatchStat(Variable[A]):
     __slots__ = ()
     collection: ClassVar[str] = "batch_stats"
 
+    if TYPE_CHECKING:
+        # An annotated attribute takes its value or a BatchStat, not another kind
+        # (narrower than Container.__set__ on purpose).
+        def __set__(self, obj: object, value: A | BatchStat[A], /) -> None: ...  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]
+
 
 class Cache(Variable[A]):
     """A cache, e.g. an attention kv-cache (collection `"cache"`).
@@ -551,6 +561,11 @@ class Cache(Variable[A]):
 
     __slots__ = ()
     collection: ClassVar[str] = "cache"
+
+    if TYPE_CHECKING:
+        # An annotated attribute takes its value or a Cache, not another kind
+        # (narrower than Container.__set__ on purpose).
+        def __set__(self, obj: object, value: A | Cache[A], /) -> None: ...  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]
 
 
 class Intermediate(Variable[A]):
@@ -576,6 +591,11 @@ class Intermediate(Variable[A]):
 
     __slots__ = ()
     collection: ClassVar[str] = "intermediates"
+
+    if TYPE_CHECKING:
+        # An annotated attribute takes its value or a Intermediate, not another kind
+        # (narrower than Container.__set__ on purpose).
+        def __set__(self, obj: object, value: A | Intermediate[A], /) -> None: ...  # type: ignore[override]  # pyright: ignore[reportIncompatibleMethodOverride]
 
 
 class TreeNode(Node[A]):
