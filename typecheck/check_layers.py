@@ -20,7 +20,6 @@ def linear(ctx: nnx.Context, x: jax.Array) -> None:
     assert_type(lin.kernel, jax.Array)
     assert_type(lin.bias, jax.Array | None)
     assert_type(lin(x), jax.Array)
-    assert_type(nnx.Linear.kernel, nnx.Param[jax.Array])
     assert_type(
         lin.partition(nnx.Param), tuple[nnx.State[nnx.Param[Any]], nnx.ModuleDef[nnx.Linear]]
     )

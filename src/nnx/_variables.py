@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic
 
 import jax
 import numpy as np
@@ -27,6 +27,10 @@ from ._compat import (
 from ._metadata import EMPTY, ContainerMetadata, Metadata, is_tagged, merge_metadata
 from ._repr import indent, repr_value
 from ._treescope import render_constructor
+
+if TYPE_CHECKING:
+    from ._module_object import ModuleObject
+    from ._pytree import Pytree
 
 __all__ = [
     "BatchStat",
@@ -274,17 +278,15 @@ class Container(Generic[A]):
 
     if TYPE_CHECKING:
         # For type checkers only: a class-level annotation `w: nnx.Param[X]` on a
-        # Module reads as `X` and accepts `X` or a `Param[X]`. At run time the
-        # Module's own __getattribute__/__setattr__ do the unboxing.
+        # Module (or Pytree) reads as `X` and accepts `X` or a `Param[X]`. At run time
+        # the Module's own __getattribute__/__setattr__ do the unboxing. There is no
+        # overload for `obj: None`: `Affine.w` on the class is an error for the
+        # checkers, as it is an AttributeError at run time (only instances hold it).
         # (`value: A | Container[A]`, not `A | Self`: mypy resolves a `Self` here to
         # the *owner* class when it synthesizes a dataclass __init__, which would
         # reject `Affine(w=nnx.Param(x))`. A Variable of another kind is rejected at
         # run time.)
-        @overload
-        def __get__(self, obj: None, owner: type[Any], /) -> Self: ...
-        @overload
-        def __get__(self, obj: object, owner: type[Any], /) -> A: ...
-        def __get__(self, obj: object, owner: type[Any], /) -> A | Self: ...
+        def __get__(self, obj: ModuleObject | Pytree, owner: type[Any], /) -> A: ...
         def __set__(self, obj: object, value: A | Container[A], /) -> None: ...
 
 
