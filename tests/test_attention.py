@@ -98,3 +98,10 @@ def test_attention_dropout_needs_a_mode_and_a_context():
     a = attn(x, deterministic=False, ctx=nnx.context(dropout=0))
     b = attn(x, deterministic=False, ctx=nnx.context(dropout=1))
     assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("name", ["qkv_features", "out_features"])
+def test_zero_feature_sizes_are_refused_not_replaced(name):
+    # regression: `qkv_features or in_features` silently read 0 as "in_features"
+    with pytest.raises(ValueError, match=f"MultiHeadAttention.*{name}.*0"):
+        nnx.MultiHeadAttention(2, 8, **{name: 0}, ctx=nnx.context(0))

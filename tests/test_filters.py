@@ -268,3 +268,13 @@ def test_first_matching_filter_wins():
     assert _paths(params) == {("kernel",)}
     assert ("kernel",) not in variables
     assert _paths(rest) == {("node",), ("jbuf",), ("nbuf",)}
+
+
+def test_not_and_all_of_lists_are_hashable_and_equal_to_tuples():
+    # regression: a list is a valid filter, but Not([...]) / All([...]) were unhashable
+    assert hash(nnx.Not([nnx.Param, "cache"])) == hash(nnx.Not((nnx.Param, "cache")))
+    assert nnx.Not([nnx.Param]) == nnx.Not((nnx.Param,))
+    assert nnx.All([nnx.Param, "params"]) == nnx.All((nnx.Param, "params"))
+    assert len({nnx.All([nnx.Param]), nnx.All((nnx.Param,))}) == 1
+    state = nnx.State({("w",): nnx.Param(jnp.ones(2)), ("m",): nnx.BatchStat(jnp.ones(2))})
+    assert list(state.filter(nnx.Not([nnx.Param]))) == [("m",)]

@@ -22,6 +22,7 @@ from typing import Any, Final, TypeAlias, cast
 
 import jax
 import numpy as np
+from typing_extensions import TypeIs
 
 __all__ = [
     "All",
@@ -139,6 +140,18 @@ class PathContains:
         return self.key in path
 
 
+def freeze_filter(filter: Filter) -> Filter:
+    """`filter` with its lists made tuples (recursively), so that it is hashable and
+    equal to the same filter spelt with tuples."""
+    if _is_filter_sequence(filter):
+        return tuple(freeze_filter(f) for f in filter)
+    return filter
+
+
+def _is_filter_sequence(x: object) -> TypeIs[tuple[Filter, ...] | list[Filter]]:
+    return isinstance(x, (tuple, list))
+
+
 class Not:
     """Matches what `filter` does not match.
 
@@ -160,7 +173,7 @@ class Not:
     __slots__ = ("_predicate", "filter")
 
     def __init__(self, filter: Filter, /) -> None:
-        self.filter = filter
+        self.filter = freeze_filter(filter)
         self._predicate = to_predicate(filter)
 
     def __call__(self, path: Path, value: Any) -> bool:
@@ -212,7 +225,7 @@ class All:
     __slots__ = ("_predicates", "filters")
 
     def __init__(self, *filters: Filter) -> None:
-        self.filters = filters
+        self.filters = tuple(freeze_filter(f) for f in filters)
         self._predicates = tuple(to_predicate(f) for f in filters)
 
     def __call__(self, path: Path, value: Any) -> bool:

@@ -148,8 +148,11 @@ class MultiHeadAttention(Module):
     ) -> None:
         positive("MultiHeadAttention", "num_heads", num_heads)
         positive("MultiHeadAttention", "in_features", in_features)
-        qkv_features = positive("MultiHeadAttention", "qkv_features", qkv_features or in_features)
-        out_features = positive("MultiHeadAttention", "out_features", out_features or in_features)
+        # None means in_features; 0 is a size like any other (and refused as one)
+        qkv = in_features if qkv_features is None else qkv_features
+        out = in_features if out_features is None else out_features
+        qkv_features = positive("MultiHeadAttention", "qkv_features", qkv)
+        out_features = positive("MultiHeadAttention", "out_features", out)
         probability("MultiHeadAttention", "dropout_rate", dropout_rate)
         if qkv_features % num_heads != 0:
             raise ValueError(
