@@ -90,7 +90,10 @@ ModuleFn: TypeAlias = Callable[Concatenate[M, P], R]
 
 class GradOptions(TypedDict, total=False):
     """The keyword options of `nnx.grad` and `nnx.value_and_grad` besides `wrt` and
-    `has_aux`."""
+    `has_aux` (`**options: Unpack[GradOptions]`): every key is optional, and a key
+    not listed here raises `TypeError` when the transform is created:
+    `nnx.grad(loss_fn, stateful=False)`.
+    """
 
     stateful: bool
     """Write the changes `fun` makes to the module back (default True)."""
@@ -143,10 +146,59 @@ def grad(
 ) -> Callable[..., Any]:
     """The gradient of `fun(module, *args)` with respect to the module's `wrt` state.
 
-    Returns a State holding exactly the entries `wrt` selects (shared parameters
-    appear once, with their summed gradient); `(grads, aux)` with `has_aux`. Changes
-    `fun` makes to the module (counters, batch statistics) are written back unless
-    `stateful=False`. Integer Variables selected by `wrt` need `allow_int=True`.
+    `nnx.grad(fun)(module, *args, **kwargs)` partitions `module` into the entries
+    `wrt` selects and the rest, differentiates `fun` (a scalar loss) with respect to
+    the first with `jax.grad`, and returns them as a State: exactly the `wrt` paths,
+    each gradient in the same Variable kind as its entry (`grads[path].value`). A
+    parameter shared by two submodules appears once, with the summed gradient.
+
+    Changes `fun` makes to the module (counters, batch statistics, new Variables,
+    static attributes) are written back unless `stateful=False`. Contexts among the
+    arguments (`ctx=`) are split and rebuilt inside. Only the first argument may be
+    a Module. The options besides `wrt` and `has_aux` are those of
+    `nnx.GradOptions`: `stateful` (default True), `holomorphic` (default False) and
+    `allow_int` (default False; integer Variables selected by `wrt` need it), the
+    last two as for `jax.grad`.
+
+    Args:
+        fun: A function of a Module, then any arguments, returning a scalar (or
+            `(scalar, aux)` with `has_aux`).
+        wrt: The filter selecting the entries to differentiate with respect to
+            (a Variable class, a collection name, `nnx.PathContains(...)`, ...).
+            Default `nnx.Param`.
+        has_aux: `fun` returns `(loss, aux)`; the gradient function then returns
+            `(grads, aux)`.
+        **options: `stateful`, `holomorphic`, `allow_int` (see above).
+
+    Returns:
+        The gradient function, with `fun`'s parameters: it returns `grads` (a State),
+        or `(grads, aux)` with `has_aux`.
+
+    Raises:
+        TypeError: If an option is unknown; at a call, if the first argument is not
+            a Module, or another argument is a Module.
+
+    Example:
+        ```python
+        model = nnx.BatchNorm(2, ctx=nnx.context(0))
+        x = jnp.arange(8.0).reshape(4, 2)
+
+
+        def loss_fn(model: nnx.BatchNorm, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+            y = model(x, use_running_average=False)  # updates the running statistics
+            return jnp.mean(y**2), y
+
+
+        grads, y = nnx.grad(loss_fn, has_aux=True)(model, x)
+        assert set(grads) == {("bias",), ("scale",)}  # wrt=nnx.Param
+        assert isinstance(grads[("scale",)], nnx.Param) and y.shape == (4, 2)
+        assert float(model.mean.sum()) > 0.0  # written back
+
+        stats_grads = nnx.grad(
+            lambda m, x: jnp.mean(m(x, use_running_average=True)), wrt=nnx.BatchStat
+        )(model, x)
+        assert set(stats_grads) == {("mean",), ("var",)}
+        ```
     """
     return _grad_transform(
         fun, wrt, has_aux, _grad_options(options, "nnx.grad"), with_value=False, name="nnx.grad"
@@ -175,8 +227,37 @@ def value_and_grad(
     has_aux: bool = False,
     **options: Unpack[GradOptions],
 ) -> Callable[..., Any]:
-    """Like `nnx.grad`, returning `(value, grads)` (`((value, aux), grads)` with
-    `has_aux`)."""
+    """Like `nnx.grad`, also returning the value of `fun`.
+
+    Everything (`wrt`, the options, what is written back) is as for `nnx.grad`.
+
+    Args:
+        fun: A function of a Module, then any arguments, returning a scalar (or
+            `(scalar, aux)` with `has_aux`).
+        wrt: The filter selecting the entries to differentiate with respect to.
+            Default `nnx.Param`.
+        has_aux: `fun` returns `(loss, aux)`.
+        **options: `stateful`, `holomorphic`, `allow_int`, as for `nnx.grad`.
+
+    Returns:
+        A function returning `(value, grads)`, or `((value, aux), grads)` with
+        `has_aux`.
+
+    Raises:
+        TypeError: As for `nnx.grad`.
+
+    Example:
+        ```python
+        model = nnx.Linear(2, 1, ctx=nnx.context(0))
+        x = jnp.ones((4, 2))
+        loss_fn = nnx.value_and_grad(
+            lambda m, x: jnp.sum(m(x)), wrt=nnx.PathContains("bias")
+        )
+        loss, grads = loss_fn(model, x)
+        assert loss.shape == () and set(grads) == {("bias",)}
+        np.testing.assert_allclose(grads[("bias",)].value, [4.0])
+        ```
+    """
     return _grad_transform(
         fun,
         wrt,
