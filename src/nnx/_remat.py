@@ -62,12 +62,48 @@ def remat(
     static_argnums: int | Sequence[int] = (),
     policy: Callable[..., bool] | None = None,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """`jax.checkpoint` for functions of Modules: activations inside are recomputed
-    on the backward pass instead of stored. Module changes are written back.
+    """`jax.checkpoint` for functions of Modules: activations are recomputed on the
+    backward pass instead of stored.
 
-    `static_argnums` name positional arguments that are Python values, not traced
-    (as for `jax.checkpoint`). On an `__init__`, `remat` leaves it as it is: building
-    a module has no backward pass.
+    `nnx.remat(fun)(*args, **kwargs)` splits the Module arguments into their state,
+    runs `fun` under `jax.checkpoint` on the rebuilt Modules, and writes the changes
+    made inside (counters, batch statistics, static attributes) back into them.
+    Contexts among the arguments are split and rebuilt inside. Values and gradients
+    are those of `fun`; only memory and compute trade places. Works as a decorator,
+    with or without options; on an `__init__` it returns the function unchanged
+    (building a module has no backward pass).
+
+    Args:
+        fun: The function to rematerialize. None: return a decorator with these
+            options.
+        prevent_cse: As for `jax.checkpoint`: keep XLA from merging the
+            recomputation with the forward pass (True; False may be faster under
+            `jax.lax.scan`).
+        static_argnums: Positions of arguments that are Python values used in the
+            trace (e.g. in an `if`), not traced.
+        policy: As for `jax.checkpoint`: which intermediate values may be saved
+            instead of recomputed (`jax.checkpoint_policies.*`). None: save nothing.
+
+    Returns:
+        The rematerialized function, with `fun`'s signature (or a decorator).
+
+    Example:
+        ```python
+        model = nnx.Linear(3, 1, ctx=nnx.context(0))
+        x = jnp.ones((4, 3))
+
+
+        @nnx.remat(static_argnums=2)
+        def loss(model: nnx.Linear, x: jax.Array, square: bool) -> jax.Array:
+            y = model(x)
+            return jnp.mean(y**2 if square else y)  # `square`: a Python bool
+
+
+        plain = nnx.grad(lambda m, x: jnp.mean(m(x) ** 2))(model, x)
+        recomputed = nnx.grad(loss)(model, x, True)
+        for path in plain:
+            np.testing.assert_allclose(recomputed[path].value, plain[path].value, rtol=1e-6)
+        ```
     """
     if fun is None:  # used as @nnx.remat(...)
         options = dict(prevent_cse=prevent_cse, static_argnums=static_argnums, policy=policy)
@@ -128,22 +164,58 @@ def _take_static(
 
 @dataclasses.dataclass(frozen=True)
 class RematOptions:
-    """The `jax.checkpoint` options of an `nnx.Remat` (static)."""
+    """The `jax.checkpoint` options of an `nnx.Remat`, its static attribute `options`.
+
+    Built by `nnx.Remat(constructor, **options)` (frozen, hashable); the fields are
+    those options.
+    """
 
     prevent_cse: bool = True
+    """As for `jax.checkpoint` (default True)."""
     static_argnums: tuple[int, ...] = ()
+    """Positions of the call's static arguments, 0 being the first after the module."""
     policy: Callable[..., bool] | None = None
+    """As for `jax.checkpoint`: which values may be saved (default None: none)."""
 
 
 class Remat(Module, Generic[M]):
     """A module whose calls are rematerialized (run under `jax.checkpoint`).
 
-    `nnx.Remat(Block, prevent_cse=True, static_argnums=(), policy=None)` is a
-    constructor: calling it with Block's own arguments builds a Block, held as
-    `remat_module`. Calling the Remat calls the Block under `jax.checkpoint`
-    (activations recomputed on the backward pass); `m.call.method(*args)` runs another
-    method. `static_argnums` count the call's own arguments (0 is the first after the
-    module).
+    `nnx.Remat(Block, prevent_cse=True, static_argnums=(), policy=None)` returns a
+    constructor, not a module: calling it with Block's own arguments builds a Block,
+    held as the submodule `remat_module`, in an `nnx.Remat` (static attributes
+    `module_constructor` and `options`, an `nnx.RematOptions`). The options are those
+    of `nnx.remat`; `static_argnums` count the call's own arguments (0 is the first
+    after the module).
+
+    Calling the Remat calls the Block under `nnx.remat` (activations recomputed on the
+    backward pass, changes written back); `m.call.method(*args)` runs another method
+    of the Block the same way. A Remat is an ordinary Module otherwise (partition,
+    `nnx.jit`, `nnx.grad`: paths start with `"remat_module"`). It composes with
+    `nnx.Scan`: `nnx.Remat(nnx.Scan(Block, ...))` rematerializes the scan, called as
+    `m.call.call(carry, xs)`.
+
+    Example:
+        ```python
+        class Block(nnx.Module):
+            def __init__(self, dim: int, *, ctx: nnx.Context) -> None:
+                self.linear = nnx.Linear(dim, dim, ctx=ctx)
+
+            def __call__(self, x: jax.Array) -> jax.Array:
+                return jnp.tanh(self.linear(x))
+
+            def scaled(self, x: jax.Array, scale: float) -> jax.Array:
+                return self(x) * scale
+
+
+        block = nnx.Remat(Block, static_argnums=(1,))(3, ctx=nnx.context(0))
+        assert isinstance(block, nnx.Remat) and isinstance(block.remat_module, Block)
+        x = jnp.ones((2, 3))
+        np.testing.assert_allclose(block(x), block.remat_module(x))
+        assert block.call.scaled(x, 2.0).shape == (2, 3)  # `scale` is static
+        grads = nnx.grad(lambda m, x: jnp.sum(m(x)))(block, x)
+        assert ("remat_module", "linear", "kernel") in grads
+        ```
     """
 
     module_constructor: Callable[..., M]
@@ -170,12 +242,26 @@ class Remat(Module, Generic[M]):
             return _remat_factory(cls, *args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the wrapped module under `jax.checkpoint`; changes are written back.
+
+        Args:
+            *args: The wrapped module's call arguments.
+            **kwargs: Its keyword arguments (Contexts are split and rebuilt inside).
+
+        Returns:
+            What the wrapped module's `__call__` returns.
+        """
         return self._remat_method("__call__", args, kwargs)
 
     @property
     def call(self) -> LiftedCall:
-        """`m.call(*args)` is `m(*args)`; `m.call.method(*args)` runs `method` under
-        `jax.checkpoint`."""
+        """Run any method of the wrapped module under `jax.checkpoint`.
+
+        `m.call(*args)` is `m(*args)`; `m.call.method(*args)` runs `method`.
+
+        Returns:
+            An `nnx.LiftedCall`.
+        """
         return LiftedCall(self._remat_method)
 
     def _remat_method(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
