@@ -50,39 +50,60 @@ _lax_scan: Callable[..., Any] = getattr(jax.lax, "scan")  # noqa: B009
 
 @dataclasses.dataclass(frozen=True)
 class ScanOptions:
-    """How state and RNG streams are treated by a scan over layers.
+    """How state and RNG streams are treated by a scan over layers: the options of
+    `nnx.scan` and `nnx.Scan`, stored as the static attribute `options` of a Scan.
 
-    - `variable_axes`: `{filter: axis}` — state stacked along `axis`, one slice per
-      step (the layers' parameters);
-    - `variable_broadcast`: state shared by every step, read-only inside;
-    - `variable_carry`: state threaded from step to step (default: everything else);
-    - `split_rngs`: streams (a filter on their names: a name, a tuple or list of names,
-      `...`) split into one key per step; the other streams are broadcast;
-    - `metadata_params`: `{nnx.PARTITION_NAME: "layers"}` names the stacked axis in
-      each stacked Variable's `sharding` (absent inside the body).
+    The module's state is partitioned by the filters `(*variable_axes, variable_broadcast,
+    variable_carry)`, each entry going to the first that matches, every entry matched.
+    Frozen and hashable: the keyword options are normalized (mappings become tuples
+    of pairs, lists of filters tuples).
     """
 
     variable_axes: tuple[tuple[Filter, int], ...] = ()
+    """`(filter, axis)` pairs (given as a mapping `{filter: axis}`): state stacked along
+    `axis`, one slice per step (the layers' parameters). Default: none."""
     variable_broadcast: Filter = None
+    """State shared by every step; changes made to it inside are discarded. Default
+    None (nothing)."""
     variable_carry: Filter = ...
+    """State threaded from step to step and written back at the end (counters).
+    Default `...`: everything the other filters leave."""
     split_rngs: Filter = None
+    """The RNG streams of `ctx=` split into one key per step (a name, a tuple or list of
+    names, `...` for all); the other streams are shared by every step. Default None.
+    Naming a stream the Context lacks is fine unless nothing is split then, or the name
+    looks like a typo of a stream that would be shared (`ValueError`)."""
     in_axes: int | None = 0
+    """The axis of `xs` scanned over (one slice per step); None passes the whole `xs`
+    to every step. Default 0."""
     out_axes: int = 0
+    """The axis of the stacked per-step outputs `ys`. Default 0."""
     length: int | None = None
+    """The number of steps (layers); needed to build stacked layers or split streams at
+    init, and at a call when nothing stacked tells it. Default None: from the stacked
+    state and `xs`."""
     reverse: bool = False
+    """Scan from the last layer to the first, as for `jax.lax.scan`."""
     unroll: int = 1
+    """As for `jax.lax.scan`: steps unrolled per loop iteration."""
     metadata_params: tuple[tuple[str, Any], ...] = ()
+    """`{nnx.PARTITION_NAME: "layers"}` inserts the name of the stacked axis into the
+    `sharding` of each stacked Variable that has one (absent inside the body)."""
 
     @property
     def filters(self) -> tuple[Filter, ...]:
+        """The partition filters: `(*variable_axes filters, variable_broadcast,
+        variable_carry)`."""
         return (*(f for f, _ in self.variable_axes), self.variable_broadcast, self.variable_carry)
 
     @property
     def axes(self) -> tuple[int, ...]:
+        """The stacking axis of each `variable_axes` filter, in order."""
         return tuple(axis for _, axis in self.variable_axes)
 
     @property
     def partition_name(self) -> str | None:
+        """The name `metadata_params` gives the stacked axis, or None."""
         name: str | None = dict(self.metadata_params).get(PARTITION_NAME)
         return name
 
@@ -98,8 +119,10 @@ def _freeze(filter: Filter) -> Filter:
 
 
 class ScanKwargs(TypedDict, total=False):
-    """The options `nnx.scan` and `nnx.Scan` take as keywords; their meaning and
-    defaults are `ScanOptions`'s."""
+    """The options `nnx.scan` and `nnx.Scan` take as keywords
+    (`**options: Unpack[ScanKwargs]`); their meaning and defaults are the fields of
+    `nnx.ScanOptions`. Every key is optional; `variable_axes` and `metadata_params`
+    are mappings here (None: empty). An unknown key raises `TypeError`."""
 
     variable_axes: Mapping[Filter, int] | None
     variable_broadcast: Filter
@@ -275,15 +298,57 @@ def scan(
     """A lifted `jax.lax.scan` over a module whose state is stacked ("scan over layers").
 
     `scan(f)(module, carry, xs, *args, ctx=None, **kwargs)` calls
-    `f(layer, carry, x, *args, **kwargs) -> (carry, y)` once per step, `layer` being
-    the module with one slice of the `variable_axes` state, and returns
-    `(carry, ys)`. State changes inside (slices, carried state) are written back to
-    `module`. With `ctx=`, the streams named by `split_rngs` give each step its own
-    key. Works as a decorator, also on methods (`self` is the module).
+    `f(layer, carry, x, *args, **kwargs) -> (carry, y)` once per step and returns
+    `(carry, ys)`, the `y`s stacked along `out_axes`. `layer` is the module rebuilt
+    with one slice of the `variable_axes` state, the `variable_broadcast` state and
+    the carried state; `x` is one slice of `xs` along `in_axes` (the whole `xs` with
+    `in_axes=None`); `args` go to every step. JAX traces and compiles `f` once, not
+    once per layer. The new slices and the carried state are written back to
+    `module`. With `ctx=`, the streams `split_rngs` names give each step its own key
+    (passed on as `ctx=`). Works as a decorator, also on methods (`self` is the
+    module).
 
     On `__init__` (or with `is_init=True`) it builds instead: `length` layers, each
-    initialized by the decorated `__init__` (with its own keys from the `split_rngs`
-    streams of `ctx=`), their `variable_axes` state stacked, all on the real `self`.
+    initialized by the decorated `__init__` under `jax.vmap` (with its own keys from
+    the `split_rngs` streams of `ctx=`), their `variable_axes` state stacked, all on
+    the real `self`.
+
+    Args:
+        fn: The function, or method, to scan. None: return a decorator.
+        is_init: Build stacked layers instead of scanning. Default None: when `fn`
+            is named `__init__`.
+        **options: The options of `nnx.ScanOptions` (`variable_axes`,
+            `variable_broadcast`, `variable_carry`, `split_rngs`, `in_axes`,
+            `out_axes`, `length`, `reverse`, `unroll`, `metadata_params`).
+
+    Returns:
+        The scanned function (or a decorator), with `fn`'s signature.
+
+    Raises:
+        TypeError: If an option is unknown; at a call, if the first argument is not
+            a Module or `f` does not return a pair `(carry, y)`.
+        ValueError: At a call, if the stacked state, `xs` and `length` disagree on the
+            number of steps, nothing tells it, or `split_rngs` splits nothing; when
+            building stacked layers or splitting streams without `length`.
+
+    Example:
+        ```python
+        class Deep(nnx.Module):
+            @nnx.scan(variable_axes={nnx.Param: 0}, split_rngs="params", length=3)
+            def __init__(self, dim: int, *, ctx: nnx.Context) -> None:
+                self.linear = nnx.Linear(dim, dim, ctx=ctx)  # one layer's
+
+            @nnx.scan(variable_axes={nnx.Param: 0}, in_axes=None)
+            def __call__(self, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+                h = jnp.tanh(self.linear(h) + x)  # self: one layer
+                return h, jnp.linalg.norm(h)  # (carry, y)
+
+
+        deep = Deep(2, ctx=nnx.context(0))
+        assert deep.linear.kernel.shape == (3, 2, 2)  # 3 layers, stacked
+        h, norms = deep(jnp.ones((1, 2)), jnp.zeros((1, 2)))  # same x every step
+        assert h.shape == (1, 2) and norms.shape == (3,)
+        ```
     """
     scan_options = _options(options, "nnx.scan")
 
@@ -370,13 +435,47 @@ def _stacked_init(
 class Scan(Module, Generic[M]):
     """`length` copies of a module with stacked state, applied with a lifted scan.
 
-    `nnx.Scan(Block, variable_axes={nnx.Param: 0}, split_rngs="params", length=4)` is
-    a constructor: calling it with Block's own arguments (`(dim, ctx=ctx)`) builds 4
-    Blocks (each from its own `params` key) whose Params are stacked on axis 0, held
-    as `scan_module`. Calling the Scan, `m(carry, xs, *args, ctx=None)`, scans
+    `nnx.Scan(Block, variable_axes={nnx.Param: 0}, split_rngs="params", length=4)`
+    returns a constructor, not a module: calling it with Block's own arguments
+    (`(dim, ctx=ctx)`) builds 4 Blocks under `jax.vmap` (each from its own `"params"`
+    key) as one Block whose Params are stacked on axis 0, held as the submodule
+    `scan_module` of an `nnx.Scan` (static attributes `module_constructor` and
+    `options`, an `nnx.ScanOptions`). The options are keywords, those of `nnx.scan`;
+    `length` is needed to stack or split.
+
+    Calling the Scan, `m(carry, xs, *args, ctx=None)`, scans
     `Block.__call__(carry, x, *args) -> (carry, y)` over the layers and returns
-    `(carry, ys)`; `m.call.method(carry, xs)` scans another method. The options are
-    those of `nnx.scan`.
+    `(carry, ys)`; `m.call.method(carry, xs)` scans another method. A Scan is an
+    ordinary Module otherwise (paths start with `"scan_module"`).
+
+    Example:
+        ```python
+        class Block(nnx.Module):
+            def __init__(self, dim: int, *, ctx: nnx.Context) -> None:
+                self.linear = nnx.Linear(dim, dim, ctx=ctx)
+
+            def __call__(self, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+                h = jnp.tanh(self.linear(h) + x)
+                return h, jnp.sum(h)  # (carry, y)
+
+            def norm(self, h: jax.Array, _: None) -> tuple[jax.Array, jax.Array]:
+                return h, jnp.linalg.norm(self.linear.kernel)
+
+
+        stack = nnx.Scan(
+            Block,
+            variable_axes={nnx.Param: 0},  # Params stacked on axis 0, a slice a layer
+            split_rngs="params",  # each layer initialized from its own key
+            length=4,
+        )(3, ctx=nnx.context(0))
+        assert isinstance(stack.scan_module, Block)
+        assert stack.scan_module.linear.kernel.shape == (4, 3, 3)
+
+        h, ys = stack(jnp.ones((1, 3)), jnp.zeros((4, 1, 3)))  # an x per layer
+        assert h.shape == (1, 3) and ys.shape == (4,)
+        _, norms = stack.call.norm(jnp.ones((1, 3)), None)  # another method
+        assert norms.shape == (4,) and not jnp.allclose(norms[0], norms[1])
+        ```
     """
 
     module_constructor: Callable[..., M]
@@ -405,15 +504,34 @@ class Scan(Module, Generic[M]):
     def __call__(
         self, carry: Any, xs: Any, *args: Any, ctx: Context | None = None, **kwargs: Any
     ) -> tuple[Any, Any]:
-        """`(carry, ys)` of calling each layer as `layer(carry, x, *args) -> (carry, y)`."""
+        """Scan the layers' `__call__`: `layer(carry, x, *args, **kwargs) -> (carry, y)`.
+
+        Args:
+            carry: The initial carry.
+            xs: Scanned along `in_axes` (one slice per layer), or passed whole with
+                `in_axes=None`; None if the layers take no input.
+            *args: Passed to every layer.
+            ctx: A Context: the `split_rngs` streams give each layer its own key;
+                passed on to the layers as `ctx=`. Default None: none passed.
+            **kwargs: Passed to every layer.
+
+        Returns:
+            `(carry, ys)`: the final carry, and the `y`s stacked along `out_axes`.
+        """
         return _scan_call(
             self.options, _call_method("__call__"), self.scan_module, carry, xs, args, kwargs, ctx
         )
 
     @property
     def call(self) -> LiftedCall:
-        """`m.call(carry, xs)` is `m(carry, xs)`; `m.call.method(carry, xs, ...)` scans
-        the layers' `method` instead of `__call__`."""
+        """Scan any method of the layers: `m.call.method(carry, xs, *args, ctx=None)`.
+
+        `m.call(carry, xs)` is `m(carry, xs)`; the method is called as
+        `layer.method(carry, x, *args) -> (carry, y)`.
+
+        Returns:
+            An `nnx.LiftedCall`.
+        """
         return LiftedCall(self._scan_method)
 
     def _scan_method(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
