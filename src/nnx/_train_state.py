@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
+import jax
 import jax.numpy as jnp
 import optax
+from typing_extensions import Self, TypeVar
 
 from ._module import ApplyCaller, ModuleDef
 from ._pytree import Pytree
@@ -15,6 +17,7 @@ from ._variables import TreeNode
 __all__ = ["TrainState"]
 
 M = TypeVar("M")
+V = TypeVar("V", default=Any)
 
 
 def _is_instance(x: object, cls: type[Any]) -> bool:
@@ -23,7 +26,7 @@ def _is_instance(x: object, cls: type[Any]) -> bool:
     return isinstance(x, cls)
 
 
-class TrainState(Pytree, Generic[M]):
+class TrainState(Pytree, Generic[M, V]):
     """`TrainState(moduledef, params=params, tx=optax.adam(1e-3), **extra)`.
 
     A model's ModuleDef, parameters and optimizer state in one immutable `nnx.Pytree`
@@ -33,6 +36,28 @@ class TrainState(Pytree, Generic[M]):
     States, Variables), else static. Fields cannot be assigned; `apply_gradients` and
     `replace` return new TrainStates. `optax` is needed (`pip install nnx[train]`);
     `nnx.TrainState` imports it on first use.
+
+    Generic in the model type and the kind of `params`: built from
+    `model.partition(nnx.Param)`, it is a `TrainState[Model, nnx.Param[Any]]`, its
+    `params` a `State[nnx.Param[Any]]` (`nnx.TrainState[Model]` leaves the kind `Any`).
+    To type extra fields, subclass and annotate them; `apply_gradients` and `replace`
+    return the subclass:
+
+    ```python
+    from typing import Any
+
+    import optax
+
+    class BNTrainState(nnx.TrainState[nnx.BatchNorm, nnx.Param[Any]]):
+        batch_stats: nnx.State[nnx.BatchStat[Any]]  # read as a State by the checkers
+
+    bn = nnx.BatchNorm(3, ctx=nnx.context(0))
+    (params, stats), moduledef = bn.partition(nnx.Param, nnx.BatchStat)
+    state = BNTrainState(moduledef, params=params, tx=optax.sgd(0.1), batch_stats=stats)
+    new = state.apply_gradients(jax.tree.map(jnp.zeros_like, params))
+    assert isinstance(new, BNTrainState) and int(new.step) == 1
+    assert set(new.batch_stats) == {("mean",), ("var",)}
+    ```
 
     Args:
         moduledef: The model's ModuleDef, e.g. from `model.partition(nnx.Param)`.
@@ -69,15 +94,15 @@ class TrainState(Pytree, Generic[M]):
 
     moduledef: ModuleDef[M]
     tx: optax.GradientTransformation
-    params: TreeNode[State[Any]]
-    opt_state: TreeNode[Any]
-    step: TreeNode[Any]
+    params: TreeNode[State[V]]
+    opt_state: TreeNode[optax.OptState]
+    step: TreeNode[jax.Array]
 
     def __init__(
         self,
         moduledef: ModuleDef[M],
         *,
-        params: State[Any],
+        params: State[V],
         tx: optax.GradientTransformation,
         step: int = 0,
         **kwargs: Any,
@@ -131,7 +156,7 @@ class TrainState(Pytree, Generic[M]):
         first, *rest = resolved or [self.params]
         return self.moduledef.apply(first, *rest)
 
-    def apply_gradients(self, grads: State[Any], **kwargs: Any) -> TrainState[M]:
+    def apply_gradients(self, grads: State[Any], **kwargs: Any) -> Self:
         """One optimizer step: new params and opt_state, `step + 1`, and any fields
         given as keywords replaced.
 
@@ -140,7 +165,8 @@ class TrainState(Pytree, Generic[M]):
             **kwargs: Fields to replace as well (e.g. `batch_stats=...`).
 
         Returns:
-            A new TrainState; this one is unchanged.
+            A new TrainState of this one's class (a subclass stays a subclass); this
+            one is unchanged.
         """
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
