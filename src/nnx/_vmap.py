@@ -100,11 +100,59 @@ def vmap(
 ) -> Any:
     """A lifted `jax.vmap`: `vmap(f)(module, *args, ctx=None, **kwargs)`.
 
-    The module's `variable_axes` state is mapped (stacked along the given axis, e.g.
-    an ensemble's parameters); the rest of its state is broadcast and must come back
-    unchanged. `in_axes` maps `args` (an int/None for all, or one per argument).
-    With `ctx=`, the streams named by `split_rngs` give each example its own key,
-    the others are shared. Changes to the mapped state are written back.
+    Calls `f(member, *args, **kwargs)` once per index of the mapped axis, vectorized.
+    The module's `variable_axes` state is mapped: stacked along the given axis, one
+    slice per call (an ensemble's parameters); `member` is the module rebuilt with
+    one slice. The rest of its state is broadcast (the same for every call) and must
+    come back unchanged. Without `variable_axes` the whole module is broadcast over
+    the mapped `args`. Changes to the mapped state (and static attributes) are
+    written back to `module`. With `ctx=`, the streams `split_rngs` names give each
+    call its own key (passed on as `ctx=`); the others are shared. `kwargs` are not
+    mapped. Works as a decorator, with or without options.
+
+    Args:
+        fn: The function, of a Module first. None: return a decorator.
+        in_axes: The mapped axis of `args`: an int or None for all of them, or a
+            tuple with one per argument (as for `jax.vmap`). Default 0.
+        out_axes: Where the mapped axis goes in the output, as for `jax.vmap`.
+        variable_axes: `{filter: axis}`: the state each filter selects is mapped
+            along `axis`. Default: none (the module is broadcast).
+        split_rngs: The streams of `ctx=` split into one key per call (a name, a
+            tuple or list of names, `...`). Default None (all shared).
+        axis_size: The size of the mapped axis. Default: from the mapped state and
+            `args` (needed when nothing is mapped but streams are split).
+
+    Returns:
+        The vectorized function (or a decorator), with `fn`'s signature.
+
+    Raises:
+        TypeError: At a call, if the first argument is not a Module.
+        ValueError: At a call, if the mapped inputs have different sizes, `f`
+            changes broadcast state, or `split_rngs` cannot split (no size, or it
+            splits nothing).
+
+    Example:
+        ```python
+        # An ensemble: 4 Linears built under jax.vmap, their state stacked.
+        keys = jax.random.split(jax.random.key(0), 4)
+        pure = jax.vmap(lambda k: nnx.Linear(3, 2, ctx=nnx.context(params=k)).partition())(
+            keys
+        )
+        ensemble = pure.merge()
+        assert ensemble.kernel.shape == (4, 3, 2)
+
+
+        @nnx.vmap(in_axes=None, variable_axes={nnx.Param: 0})
+        def predict(member: nnx.Linear, x: jax.Array) -> jax.Array:
+            return member(x)  # one member, the same x
+
+
+        assert predict(ensemble, jnp.ones((5, 3))).shape == (4, 5, 2)  # per member
+
+        single = nnx.Linear(3, 2, ctx=nnx.context(0))
+        y = nnx.vmap(lambda m, x: m(x))(single, jnp.ones((7, 3)))  # module broadcast
+        assert y.shape == (7, 2)
+        ```
     """
     axes_map = dict(variable_axes or {})
 
