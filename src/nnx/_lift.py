@@ -287,9 +287,35 @@ def _write_back_leaves(root: Module, static: LiftStatic, changes: tuple[Any, ...
 
 
 class LiftedCall:
-    """The `.call` accessor of `nnx.Scan` and `nnx.Remat`: `m.call(*args)` runs the
-    wrapped module's `__call__` through the transform, `m.call.method(*args)` its
-    `method`. Accessors compose: `remat_of_scan.call.call(x, None)`."""
+    """The `.call` accessor of `nnx.Scan` and `nnx.Remat`.
+
+    `m.call(*args)` runs the wrapped module's `__call__` through the transform,
+    `m.call.method(*args)` its `method` (each attribute access gives a new LiftedCall
+    naming that method; nothing runs until the call). Accessors compose:
+    `nnx.Remat(nnx.Scan(Block, ...))` is called as `m.call.call(carry, xs)`, the
+    Scan's `__call__` (itself scanning the Block's) under `jax.checkpoint`.
+
+    Args:
+        run: `run(name, args, kwargs)`: runs the method `name` through the transform.
+        name: The method to run. Default `"__call__"`.
+
+    Example:
+        ```python
+        class Block(nnx.Module):
+            def __init__(self, *, ctx: nnx.Context) -> None:
+                self.linear = nnx.Linear(2, 2, ctx=ctx)
+
+            def __call__(self, h: jax.Array, _: None) -> tuple[jax.Array, None]:
+                return jnp.tanh(self.linear(h)), None
+
+
+        scan = nnx.Scan(Block, variable_axes={nnx.Param: 0}, split_rngs="params", length=2)
+        model = nnx.Remat(scan)(ctx=nnx.context(0))
+        assert isinstance(model.call, nnx.LiftedCall)
+        h, _ = model.call.call(jnp.ones((1, 2)), None)  # Scan.__call__ under remat
+        assert h.shape == (1, 2)
+        ```
+    """
 
     __slots__ = ("_name", "_run")
 
@@ -300,6 +326,16 @@ class LiftedCall:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the named method through the transform with these arguments.
+
+        Args:
+            *args: The method's positional arguments.
+            **kwargs: The method's keyword arguments.
+
+        Returns:
+            What the transform returns for the method (the method's output for
+            `nnx.Remat`; `(carry, ys)` for `nnx.Scan`).
+        """
         return self._run(self._name, args, kwargs)
 
     def __getattr__(self, name: str) -> LiftedCall:
