@@ -177,6 +177,8 @@ def grad(
     Raises:
         TypeError: If an option is unknown; at a call, if the first argument is not
             a Module, or another argument is a Module.
+        ValueError: At a call, if `fun` adds or removes submodules (create them
+            outside); the module is then left unchanged.
 
     Example:
         ```python
@@ -245,6 +247,7 @@ def value_and_grad(
 
     Raises:
         TypeError: As for `nnx.grad`.
+        ValueError: As for `nnx.grad`.
 
     Example:
         ```python

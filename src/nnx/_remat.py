@@ -87,6 +87,10 @@ def remat(
     Returns:
         The rematerialized function, with `fun`'s signature (or a decorator).
 
+    Raises:
+        ValueError: At a call, if `fun` adds or removes submodules (create them
+            outside).
+
     Example:
         ```python
         model = nnx.Linear(3, 1, ctx=nnx.context(0))
@@ -276,7 +280,9 @@ class Remat(Module, Generic[M]):
 
 
 RematModule = Remat
-"""The name nnx used for `Remat` instances before 0.1; an alias."""
+"""`nnx.Remat` under the name nnx gave the class of its instances before 0.1 (when
+`nnx.Remat` was a factory function); an alias kept for older code:
+`isinstance(m, nnx.RematModule)` is `isinstance(m, nnx.Remat)`."""
 
 
 def _remat_factory(
