@@ -448,6 +448,11 @@ class Scan(Module, Generic[M]):
     `(carry, ys)`; `m.call.method(carry, xs)` scans another method. A Scan is an
     ordinary Module otherwise (paths start with `"scan_module"`).
 
+    Raises:
+        TypeError: If the options are not keywords, or one is unknown.
+        ValueError: When building, as for `nnx.scan` on `__init__` (`length` missing,
+            `split_rngs` splitting nothing).
+
     Example:
         ```python
         class Block(nnx.Module):
@@ -543,7 +548,9 @@ class Scan(Module, Generic[M]):
 
 
 ScanModule = Scan
-"""The name nnx used for `Scan` instances before 0.1; an alias."""
+"""`nnx.Scan` under the name nnx gave the class of its instances before 0.1 (when
+`nnx.Scan` was a factory function); an alias kept for older code:
+`isinstance(m, nnx.ScanModule)` is `isinstance(m, nnx.Scan)`."""
 
 
 def _factory(cls: type[Scan[Any]], constructor: Callable[..., Any], options: ScanOptions) -> Any:
