@@ -223,8 +223,11 @@ class Remat(Module, Generic[M]):
     """
 
     module_constructor: Callable[..., M]
+    """The constructor given to `nnx.Remat` (static)."""
     options: RematOptions
+    """The `jax.checkpoint` options (static)."""
     remat_module: M
+    """The wrapped module, built by `module_constructor` (a submodule)."""
 
     if TYPE_CHECKING:
 
