@@ -484,8 +484,11 @@ class Scan(Module, Generic[M]):
     """
 
     module_constructor: Callable[..., M]
+    """The constructor given to `nnx.Scan` (static)."""
     options: ScanOptions
+    """The scan options (static)."""
     scan_module: M
+    """The stacked layers: one module whose `variable_axes` state has the layer axis."""
 
     if TYPE_CHECKING:
 
