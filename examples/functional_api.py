@@ -49,6 +49,10 @@ def two_moons(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
     return x.astype(np.float32), labels.astype(np.int32)
 
 
+def sgd(param: jax.Array, grad: jax.Array) -> jax.Array:
+    return param - LEARNING_RATE * grad
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     log_probs = jax.nn.log_softmax(logits)
     return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
@@ -77,7 +81,7 @@ def main() -> None:
             return cross_entropy(logits, y), updates.filter(nnx.BatchStat)
 
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        params = jax.tree.map(lambda p, g: p - LEARNING_RATE * g, params, grads)
+        params = jax.tree.map(sgd, params, grads)
         return params, batch_stats, loss
 
     @jax.jit
@@ -85,7 +89,7 @@ def main() -> None:
         logits, _ = moduledef.apply(params, batch_stats)(x, train=False)
         return logits
 
-    losses = []
+    losses: list[float] = []
     for step in range(STEPS):
         idx = rng.choice(len(x_train), BATCH_SIZE, replace=False)
         params, batch_stats, loss = train_step(params, batch_stats, x_train[idx], y_train[idx])
@@ -97,12 +101,12 @@ def main() -> None:
     accuracy = float(np.mean(np.asarray(jnp.argmax(logits, -1)) == y_test))
 
     # apply() reaches any method or submodule: here the hidden features.
-    feats, _ = moduledef.apply(params, batch_stats).features(x_test, train=False)
+    feats, _ = moduledef.apply(params, batch_stats).features(jnp.asarray(x_test), train=False)
 
     # merge() builds the trained Module; the original `model` is untouched, because a
     # State is a snapshot (partition copied the values out).
     trained = moduledef.merge(params, batch_stats)
-    eager_logits = trained(x_test, train=False)
+    eager_logits = trained(jnp.asarray(x_test), train=False)
     print(f"hidden features of the test set: {feats.shape}")
     print(f"batch-norm running mean (bn1, first 3): {trained.bn1.mean[:3]}")
     print(f"final loss {np.mean(losses[-20:]):.4f}, test accuracy {accuracy:.2%}")
