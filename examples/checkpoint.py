@@ -21,9 +21,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from sklearn.datasets import load_digits
@@ -48,7 +49,9 @@ TX = optax.adam(3e-3)
 
 
 @nnx.jit
-def train_step(model: Classifier, opt_state: Any, x: jax.Array, y: jax.Array, *, ctx: nnx.Context):
+def train_step(
+    model: Classifier, opt_state: optax.OptState, x: jax.Array, y: jax.Array, *, ctx: nnx.Context
+) -> tuple[jax.Array, optax.OptState]:
     def loss_fn(model: Classifier, ctx: nnx.Context) -> jax.Array:
         logits = model(x, train=True, ctx=ctx)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -66,13 +69,20 @@ def predict(model: Classifier, x: jax.Array) -> jax.Array:
     return model(x, train=False)
 
 
-def train(model: Classifier, opt_state: Any, data: Any, epochs: range, seed: int) -> Any:
+def train(
+    model: Classifier,
+    opt_state: optax.OptState,
+    data: tuple[jax.Array, jax.Array],
+    epochs: range,
+    seed: int,
+) -> optax.OptState:
     x_train, y_train = data
     for epoch in epochs:
         # Deterministic per epoch: resuming at epoch k replays exactly what an
         # uninterrupted run does from epoch k on.
         ctx = nnx.context(dropout=jax.random.fold_in(jax.random.key(seed), epoch))
         order = np.random.default_rng(epoch).permutation(len(x_train))
+        loss = jnp.array(jnp.nan)  # the epoch's last loss (none if there is no batch)
         for i in range(0, len(order) - 63, 64):
             idx = order[i : i + 64]
             loss, opt_state = train_step(model, opt_state, x_train[idx], y_train[idx], ctx=ctx)
@@ -80,22 +90,33 @@ def train(model: Classifier, opt_state: Any, data: Any, epochs: range, seed: int
     return opt_state
 
 
-def save_all(directory: Path, model: Classifier, opt_state: Any) -> None:
+def save_all(directory: Path, model: Classifier, opt_state: optax.OptState) -> None:
     nnx.checkpoints.save(directory / "model", model)
     # Any pytree of arrays can ride in a State: the optimizer state, kept in a TreeNode.
     nnx.checkpoints.save(directory / "optimizer", nnx.State({("adam",): nnx.TreeNode(opt_state)}))
 
 
-def accuracy(model: Classifier, x: np.ndarray, y: np.ndarray) -> float:
+def accuracy(model: Classifier, x: jax.Array, y: jax.Array) -> float:
     return float((predict(model, x).argmax(-1) == y).mean())
 
 
-def main() -> None:
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target.astype(np.int32), test_size=0.25, random_state=0, stratify=digits.target
+def load_data() -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The digits as jax arrays (x_train, x_test, y_train, y_test). scikit-learn has no
+    type annotations: its results are given their types here, so none of it leaks out."""
+    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    x = (data / 16.0).astype(np.float32)
+    splits = cast(
+        "list[np.ndarray]",
+        train_test_split(
+            x, target.astype(np.int32), test_size=0.25, random_state=0, stratify=target
+        ),
     )
+    x_train, x_test, y_train, y_test = (jnp.asarray(a) for a in splits)
+    return x_train, x_test, y_train, y_test
+
+
+def main() -> None:
+    x_train, x_test, y_train, y_test = load_data()
     workdir = Path(tempfile.mkdtemp(prefix="nnx-checkpoint-"))
 
     print("training 3 epochs")
