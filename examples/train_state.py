@@ -5,12 +5,15 @@
 `nnx.TrainState` bundles the ModuleDef, the params State, an optax optimizer and its
 state, and a step counter into one immutable pytree, so the whole training state goes
 in and out of a `jax.jit` step. Extra fields ride along: here the BatchNorm statistics,
-replaced on every step through `apply_gradients(grads, batch_stats=...)`.
+replaced on every step through `apply_gradients(grads, batch_stats=...)`; a subclass
+that annotates the field (`CNNTrainState`) lets type checkers see it.
 `state.apply("params", "batch_stats")(x)` runs the model from the stored States.
 Prints the loss and test accuracy every 5 epochs, then the final accuracy.
 """
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -40,18 +43,31 @@ class CNN(nnx.Module):
         return self.head(x)
 
 
-def main() -> None:
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[..., None]  # (n, 8, 8, 1)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target.astype(np.int32), test_size=0.25, random_state=0
+class CNNTrainState(nnx.TrainState[CNN, nnx.Param[Any]]):
+    batch_stats: nnx.State[nnx.BatchStat[Any]]  # the extra field, typed for the checkers
+
+
+def load_data() -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The digits as (n, 8, 8, 1) images and labels: x_train, x_test, y_train, y_test.
+    scikit-learn has no type annotations: its results are given their types here."""
+    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    images = (np.reshape(data, (-1, 8, 8)) / 16.0).astype(np.float32)[..., None]  # (n, 8, 8, 1)
+    splits = cast(
+        "list[np.ndarray]",
+        train_test_split(images, target.astype(np.int32), test_size=0.25, random_state=0),
     )
+    x_train, x_test, y_train, y_test = (jnp.asarray(a) for a in splits)
+    return x_train, x_test, y_train, y_test
+
+
+def main() -> None:
+    x_train, x_test, y_train, y_test = load_data()
 
     model = CNN(ctx=nnx.context(0))
     (params, batch_stats), moduledef = model.partition(nnx.Param, nnx.BatchStat)
     steps_per_epoch = len(x_train) // BATCH_SIZE
     schedule = optax.cosine_decay_schedule(3e-3, EPOCHS * steps_per_epoch)
-    state = nnx.TrainState(
+    state = CNNTrainState(
         moduledef, params=params, tx=optax.adam(schedule), batch_stats=batch_stats
     )
     n_opt = len(jax.tree_util.tree_leaves(state.opt_state))
@@ -59,8 +75,8 @@ def main() -> None:
 
     @jax.jit
     def train_step(
-        state: nnx.TrainState[CNN], key: jax.Array, x: jax.Array, y: jax.Array
-    ) -> tuple[nnx.TrainState[CNN], jax.Array]:
+        state: CNNTrainState, key: jax.Array, x: jax.Array, y: jax.Array
+    ) -> tuple[CNNTrainState, jax.Array]:
         def loss_fn(params: nnx.State) -> tuple[jax.Array, nnx.State]:
             # States and field names mix: the params being differentiated, the stored
             # batch statistics. A Context built from a traced key is valid in here.
@@ -75,25 +91,25 @@ def main() -> None:
         return state.apply_gradients(grads, batch_stats=batch_stats), loss
 
     @jax.jit
-    def evaluate(state: nnx.TrainState[CNN], x: jax.Array) -> jax.Array:
+    def evaluate(state: CNNTrainState, x: jax.Array) -> jax.Array:
         logits, _ = state.apply("params", "batch_stats")(x, train=False)
         return logits
 
-    def accuracy(state: nnx.TrainState[CNN], x: np.ndarray, y: np.ndarray) -> float:
-        return float(np.mean(np.argmax(np.asarray(evaluate(state, x)), axis=-1) == y))
+    def accuracy(state: CNNTrainState, x: jax.Array, y: jax.Array) -> float:
+        return float(jnp.mean(jnp.argmax(evaluate(state, x), axis=-1) == y))
 
     rng = np.random.default_rng(0)
     key = jax.random.key(0)
-    epoch_losses = []
+    epoch_losses: list[float] = []
     for epoch in range(1, EPOCHS + 1):
         order = rng.permutation(len(x_train))
-        losses = []
+        losses: list[float] = []
         for i in range(steps_per_epoch):
             idx = order[i * BATCH_SIZE : (i + 1) * BATCH_SIZE]
             key, step_key = jax.random.split(key)
             state, loss = train_step(state, step_key, x_train[idx], y_train[idx])
             losses.append(float(loss))
-        epoch_losses.append(np.mean(losses))
+        epoch_losses.append(float(np.mean(losses)))
         if epoch % 5 == 0 or epoch == 1:
             acc = accuracy(state, x_test, y_test)
             print(f"epoch {epoch:2d}  loss {epoch_losses[-1]:.4f}  test accuracy {acc:.2%}")
