@@ -28,6 +28,8 @@ class Count(nnx.Variable[jax.Array]):  # its own collection of state: "count"
 
 
 class MLP(nnx.Module):
+    calls: Count  # read as the jax.Array it holds; assignments keep the Count
+
     def __init__(self, din: int, dhidden: int, dout: int, *, ctx: nnx.Context) -> None:
         self.calls = Count(jnp.array(0))
         self.linear1 = nnx.Linear(din, dhidden, ctx=ctx)
@@ -41,6 +43,10 @@ class MLP(nnx.Module):
         return self.linear3(x)
 
 
+def sgd(param: jax.Array, grad: jax.Array) -> jax.Array:
+    return param - LEARNING_RATE * grad
+
+
 @jax.jit
 def train_step(
     pure: nnx.PureModule[MLP], x: jax.Array, y: jax.Array
@@ -51,9 +57,7 @@ def train_step(
         return jnp.mean((model(x) - y) ** 2)
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)  # also writes back `calls`
-    model.update_state(
-        jax.tree.map(lambda p, g: p - LEARNING_RATE * g, model.filter(nnx.Param), grads)
-    )
+    model.update_state(jax.tree.map(sgd, model.filter(nnx.Param), grads))
     return model.partition(), loss
 
 
@@ -62,10 +66,10 @@ def test_loss(pure: nnx.PureModule[MLP], x: jax.Array, y: jax.Array) -> jax.Arra
     return jnp.mean((pure.call(x) - y) ** 2)  # `call`: just the output
 
 
-def surface(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def surface(n: int, rng: np.random.Generator) -> tuple[jax.Array, jax.Array]:
     x = rng.uniform(-1.0, 1.0, (n, 2)).astype(np.float32)
     y = np.sin(3.0 * x[:, :1]) * np.cos(2.0 * x[:, 1:]) + rng.normal(0.0, 0.05, (n, 1))
-    return x, y.astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(y.astype(np.float32))
 
 
 def main() -> None:
@@ -99,7 +103,7 @@ def main() -> None:
     reset = no_counts.update_state(jax.tree.map(jnp.zeros_like, counts))
 
     model = reset.merge()  # back to a plain Module
-    eager = float(jnp.mean((model(jnp.asarray(x_test)) - y_test) ** 2))
+    eager = float(jnp.mean((model(x_test) - y_test) ** 2))
     print(f"merged after the reset and one call: calls = {int(model.calls)}")
     print(f"final test loss {final:.4f} (initial {initial:.4f})")
 
