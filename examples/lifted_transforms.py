@@ -55,6 +55,10 @@ def predict_ensemble(
     return ensemble(models, x, train=train, ctx=ctx)
 
 
+def sgd(param: jax.Array, grad: jax.Array) -> jax.Array:
+    return param - LEARNING_RATE * grad
+
+
 def make_train_step(
     forward: Callable[..., jax.Array], traces: list[int]
 ) -> Callable[..., jax.Array]:
@@ -69,13 +73,15 @@ def make_train_step(
         # The Context is an argument (not a closure): nnx transforms rebuild it inside.
         loss, grads = nnx.value_and_grad(loss_fn)(model, ctx)
         params = model.filter(nnx.Param)
-        model.update_state(jax.tree.map(lambda p, g: p - LEARNING_RATE * g, params, grads))
+        model.update_state(jax.tree.map(sgd, params, grads))
         return loss
 
     return train_step
 
 
-def train(model: Regressor, forward: Callable[..., jax.Array], data: tuple[np.ndarray, ...]) -> int:
+def train(
+    model: Regressor, forward: Callable[..., jax.Array], data: tuple[jax.Array, jax.Array]
+) -> int:
     x, y = data
     traces: list[int] = []
     train_step = make_train_step(forward, traces)
@@ -91,15 +97,16 @@ def train(model: Regressor, forward: Callable[..., jax.Array], data: tuple[np.nd
     return len(traces)
 
 
-def curve(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def curve(n: int, rng: np.random.Generator) -> tuple[jax.Array, jax.Array]:
     x = rng.uniform(-2.0, 2.0, (n, 1)).astype(np.float32)
-    return x, (np.sin(2.0 * x) + 0.3 * x + rng.normal(0.0, 0.1, x.shape)).astype(np.float32)
+    y = (np.sin(2.0 * x) + 0.3 * x + rng.normal(0.0, 0.1, x.shape)).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(y)
 
 
 def main() -> None:
     rng = np.random.default_rng(42)
     data, (x_test, y_test) = curve(1024, rng), curve(256, rng)
-    baseline = float(np.mean((y_test - y_test.mean()) ** 2))  # predicting the mean
+    baseline = float(jnp.mean((y_test - y_test.mean()) ** 2))  # predicting the mean
 
     print("single model (nnx.jit + nnx.value_and_grad, updated in place):")
     model = Regressor(ctx=nnx.context(0))
@@ -117,12 +124,16 @@ def main() -> None:
     print(f"nnx.remat: same gradients for all {len(grads)} Params, activations recomputed")
 
     print(f"ensemble of {N_MEMBERS} (nnx.vmap over stacked state; loss summed over members):")
+
     # Build the members under jax.vmap, each from its own key: a Pure with stacked state.
+    def member(key: jax.Array) -> nnx.PureModule[Regressor]:
+        return Regressor(ctx=nnx.context(params=key)).partition()
+
     keys = jax.random.split(jax.random.key(1), N_MEMBERS)
-    ensemble = jax.vmap(lambda k: Regressor(ctx=nnx.context(params=k)).partition())(keys).merge()
+    ensemble = jax.vmap(member)(keys).merge()
     print(f"  stacked kernel of `hidden2`: {ensemble.hidden2.kernel.shape}")
     ensemble_traces = train(ensemble, predict_ensemble, data)
-    preds = predict_ensemble(ensemble, jnp.asarray(x_test), train=False)
+    preds = predict_ensemble(ensemble, x_test, train=False)
     member_mse = np.asarray(jnp.mean((preds - y_test) ** 2, axis=(1, 2)))
     ensemble_mse = float(jnp.mean((preds.mean(0) - y_test) ** 2))
     print(f"  member test MSEs {np.round(member_mse, 4)}, ensemble mean {ensemble_mse:.4f}")
