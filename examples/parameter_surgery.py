@@ -13,6 +13,8 @@ alone, and removed again. Prints the parameter counts and accuracies along the w
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,9 +41,12 @@ class Classifier(nnx.Module):
 
 
 def fit(
-    model: Classifier, x: np.ndarray, y: np.ndarray, wrt: nnx.Filter, steps: int, lr: float
+    model: Classifier, x: jax.Array, y: jax.Array, wrt: nnx.Filter, steps: int, lr: float
 ) -> tuple[float, float]:
     """Full-batch SGD on the Params that `wrt` selects; everything else stays frozen."""
+
+    def sgd(param: jax.Array, grad: jax.Array) -> jax.Array:
+        return param - lr * grad
 
     @nnx.jit
     def step(model: Classifier, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -49,7 +54,7 @@ def fit(
             return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
         loss, grads = nnx.value_and_grad(loss_fn, wrt)(model)  # grads: only `wrt` entries
-        model.update_state(jax.tree.map(lambda p, g: p - lr * g, model.filter(wrt), grads))
+        model.update_state(jax.tree.map(sgd, model.filter(wrt), grads))
         model.pop_state(nnx.Intermediate)  # drop the temporary: the structure stays fixed
         return loss
 
@@ -58,15 +63,15 @@ def fit(
     return losses[0], losses[-1]
 
 
-def accuracy(model: Classifier, x: np.ndarray, y: np.ndarray) -> float:
-    logits = model(jnp.asarray(x))
+def accuracy(model: Classifier, x: jax.Array, y: jax.Array) -> float:
+    logits = model(x)
     model.pop_state(nnx.Intermediate)
-    return float(np.mean(np.argmax(np.asarray(logits), axis=-1) == y))
+    return float(jnp.mean(jnp.argmax(logits, axis=-1) == y))
 
 
 def describe(label: str, model: nnx.Module) -> int:
     params = model.filter(nnx.Param)
-    count = sum(p.value.size for p in params.values())
+    count = sum(int(p.value.size) for p in params.values())
     shapes = ", ".join(
         f"{'/'.join(map(str, k[:-1]))}:{v.value.shape}"
         for k, v in params.items()
@@ -76,15 +81,25 @@ def describe(label: str, model: nnx.Module) -> int:
     return count
 
 
-def task(x: np.ndarray, y: np.ndarray, test: np.ndarray, digits: range) -> tuple[np.ndarray, ...]:
+def load_data() -> tuple[np.ndarray, np.ndarray]:
+    """The digits as (images flattened to 64 features in [0, 1], labels). scikit-learn has
+    no type annotations: its results are given their types here, so none of it leaks out."""
+    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    return (data / 16.0).astype(np.float32), target.astype(np.int32)
+
+
+def task(
+    x: np.ndarray, y: np.ndarray, test: np.ndarray, digits: range
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Train and test arrays for some of the digits, relabelled from 0."""
     keep = np.isin(y, digits)
-    return x[keep & ~test], y[keep & ~test] - digits[0], x[keep & test], y[keep & test] - digits[0]
+    train_x, train_y = x[keep & ~test], y[keep & ~test] - digits[0]
+    test_x, test_y = x[keep & test], y[keep & test] - digits[0]
+    return jnp.asarray(train_x), jnp.asarray(train_y), jnp.asarray(test_x), jnp.asarray(test_y)
 
 
 def main() -> None:
-    digits = load_digits()
-    x, y = (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int32)
+    x, y = load_data()
     test = np.random.default_rng(0).random(len(y)) < 0.25
     xa, ya, xa_test, ya_test = task(x, y, test, range(0, 5))  # pretraining: digits 0-4
     xb, yb, xb_test, yb_test = task(x, y, test, range(5, 10))  # transfer: 5-9, labels 0-4
@@ -111,7 +126,7 @@ def main() -> None:
     print("3. transplant the trained encoder into a fresh model")
     student = Classifier(ctx=nnx.context(2))
     student.update_state(model.filter(nnx.PathContains("encoder")))  # same paths, copied in
-    x_probe = jnp.asarray(xb_test[:8])
+    x_probe = xb_test[:8]
     np.testing.assert_array_equal(student.encode(x_probe), model.encode(x_probe))
     assert not np.array_equal(student.head.kernel, model.head.kernel)  # its own head
     student.encoder[0].kernel = jnp.zeros((64, 64))  # Variables were copied, not shared:
@@ -119,21 +134,24 @@ def main() -> None:
     print("  student encoder == teacher encoder; student head untouched")
 
     print("4. capture intermediates and pop them out of the module")
-    model(jnp.asarray(xb_test))
+    model(xb_test)
     intermediates = model.pop_state(nnx.Intermediate)
     feats = intermediates[("features",)].value
-    dead = float(np.mean(np.all(np.asarray(feats) == 0.0, axis=0)))
+    dead = float(jnp.mean(jnp.all(feats == 0.0, axis=0)))
     print(f"  features {feats.shape}, {dead:.0%} of the ReLU units never fire on 5-9")
     assert "features" not in vars(model) and feats.shape == (len(yb_test), 32)
 
     print("5. append an identity layer, train only it, then remove it")
-    logits_before = model(jnp.asarray(xb_test))
+    logits_before = model(xb_test)
     layer = nnx.Linear(32, 32, ctx=nnx.context(3))
     layer.kernel = jnp.eye(32)  # relu(I @ h + 0) == h for h >= 0: same function
     model.encoder.append(layer)
     n_added = describe("  with the extra layer", model)
-    np.testing.assert_allclose(model(jnp.asarray(xb_test)), logits_before, rtol=1e-6)
-    new_layer = lambda path, _: path[:2] == ("encoder", 2)  # a predicate filter
+    np.testing.assert_allclose(model(xb_test), logits_before, rtol=1e-6)
+
+    def new_layer(path: nnx.Path, _: object) -> bool:  # a predicate filter
+        return path[:2] == ("encoder", 2)
+
     loss_c = fit(model, xb, yb, new_layer, steps=200, lr=0.01)  # small lr: deep in the net
     print(
         f"  accuracy on 5-9 with the trained extra layer: {accuracy(model, xb_test, yb_test):.2%}"
@@ -141,7 +159,7 @@ def main() -> None:
     model.encoder = nnx.Sequence(model.encoder[:2])  # a new Sequence of the first 2 layers
     n_removed = describe("  extra layer removed", model)
     # the layers trained before were frozen in step 5: the old function is back
-    np.testing.assert_allclose(model(jnp.asarray(xb_test)), logits_before, rtol=1e-6)
+    np.testing.assert_allclose(model(xb_test), logits_before, rtol=1e-6)
 
     assert loss_a[1] < 0.1 * loss_a[0] and loss_b[1] < 0.3 * loss_b[0] and loss_c[1] < loss_c[0]
     assert acc_a > 0.95 and acc_b > 0.85, f"accuracies too low: {acc_a:.2%}, {acc_b:.2%}"
