@@ -15,6 +15,8 @@ per-layer statistic.
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,7 +65,7 @@ def loop_forward(model: DeepMLP, x: jax.Array) -> jax.Array:
     layer_state, layerdef = model.blocks.scan_module.partition()
     h = model.embed(x)
     for i in range(N_LAYERS):
-        layer = layerdef.merge(jax.tree.map(lambda a, i=i: a[i], layer_state))  # one Block
+        layer = layerdef.merge(jax.tree.map(itemgetter(i), layer_state))  # one Block: a[i]
         h, _ = layer(h, None)
     return model.head(h)
 
@@ -106,7 +108,7 @@ def main() -> None:
 
     key = jax.random.key(1)
     rng = np.random.default_rng(2)
-    losses = []
+    losses: list[float] = []
     for step in range(1, 601):
         key, dropout_key = jax.random.split(key)
         idx = rng.integers(0, len(x_train), 128)
@@ -127,8 +129,15 @@ def main() -> None:
     # One traced block: the scanned forward pass has the same number of operations
     # whatever N is; the loop is unrolled N times.
     full_state, fulldef = model.partition()
-    n_scan = len(jax.make_jaxpr(lambda s: fulldef.apply(s)(x)[0])(full_state).eqns)
-    n_loop = len(jax.make_jaxpr(lambda s: loop_forward(fulldef.merge(s), x))(full_state).eqns)
+
+    def scanned_forward(state: nnx.State) -> jax.Array:
+        return fulldef.apply(state)(x)[0]
+
+    def looped_forward(state: nnx.State) -> jax.Array:
+        return loop_forward(fulldef.merge(state), x)
+
+    n_scan = len(jax.make_jaxpr(scanned_forward)(full_state).eqns)
+    n_loop = len(jax.make_jaxpr(looped_forward)(full_state).eqns)
     print(f"operations in the traced forward pass: scan {n_scan}, Python loop {n_loop}")
 
     # nnx.scan, the function form: run the same stacked Block, collecting a per-layer
