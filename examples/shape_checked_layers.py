@@ -55,7 +55,7 @@ def main() -> None:
     show("scale disagrees with w about din", lambda: setattr(layer, "scale", jnp.ones((5,))))
     assert layer.w.shape == (4, 3)  # every failed assignment left the old value
 
-    traces = []
+    traces: list[int] = []
 
     @nnx.jit
     def grow(layer: Affine) -> None:
