@@ -90,7 +90,8 @@ def decode_step(model: Transformer, token: jax.Array) -> jax.Array:
 def generate(model: Transformer, prompts: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Greedy decoding: the prompt one token per step, then the model's own argmax."""
     model.init_cache(prompts.shape[0], 2 * N)
-    tokens, step_logits = [prompts[:, 0]], []
+    tokens: list[jax.Array] = [prompts[:, 0]]
+    step_logits: list[jax.Array] = []
     for t in range(2 * N):
         logits = decode_step(model, tokens[-1])  # position t in, logits for t + 1 out
         step_logits.append(logits)
@@ -114,9 +115,9 @@ def main() -> None:
         return loss, acc, opt_state
 
     rng = np.random.default_rng(0)
-    losses = []
+    losses: list[float] = []
     for step in range(1, 401):
-        loss, acc, opt_state = train_step(model, opt_state, make_batch(rng, 64))
+        loss, acc, opt_state = train_step(model, opt_state, jnp.asarray(make_batch(rng, 64)))
         losses.append(float(loss))
         if step % 50 == 0:
             print(f"step {step:4d}  loss {float(loss):.4f}  token accuracy {float(acc):.2%}")
@@ -131,7 +132,11 @@ def main() -> None:
 
     # A full causal forward pass over the generated sequences sees the same prefixes,
     # so it must give the logits the kv-cache gave, step by step.
-    full_logits = nnx.jit(lambda m, s: m(s))(model, generated[:, :-1])
+    @nnx.jit
+    def full_forward(model: Transformer, seqs: jax.Array) -> jax.Array:
+        return model(seqs)
+
+    full_logits = full_forward(model, generated[:, :-1])
     diff = float(jnp.max(jnp.abs(full_logits - cached_logits)))
     print(f"kv-cache vs full forward: max |logit difference| = {diff:.2e}")
     print(f"decode_step: {2 * N} calls, {len(decode_traces)} trace (the caches keep their shapes)")
