@@ -14,6 +14,8 @@ digits decoded from samples of the prior, as ASCII art.
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,7 +81,7 @@ def negative_elbo(model: VAE, x: jax.Array, *, ctx: nnx.Context) -> tuple[jax.Ar
 
 def ascii_rows(images: np.ndarray) -> list[str]:
     shades = " .:-=+*#%@"
-    rows = []
+    rows: list[str] = []
     for r in range(8):
         cells = [
             "".join(shades[int(v * 9.99)] * 2 for v in img[r * 8 : r * 8 + 8]) for img in images
@@ -88,10 +90,19 @@ def ascii_rows(images: np.ndarray) -> list[str]:
     return rows
 
 
+def load_data() -> tuple[np.ndarray, np.ndarray]:
+    """The digits' pixels in [0, 1] as (x_train, x_test). scikit-learn has no type
+    annotations: its results are given their types here, so none of it leaks out."""
+    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    x = (data / 16.0).astype(np.float32)
+    x_train, x_test = cast(
+        "list[np.ndarray]", train_test_split(x, test_size=0.25, random_state=0, stratify=target)
+    )
+    return x_train, x_test
+
+
 def main() -> None:
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    x_train, x_test = train_test_split(x, test_size=0.25, random_state=0, stratify=digits.target)
+    x_train, x_test = load_data()
 
     model = VAE(64, 128, LATENT, ctx=nnx.context(0))
     tx = optax.adam(2e-3)
@@ -113,12 +124,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     key = jax.random.key(1)
     batch, steps_per_epoch, epochs = 64, len(x_train) // 64, 60
-    losses = []
+    losses: list[float] = []
     for epoch in range(epochs):
         order = rng.permutation(len(x_train))
         for i in range(steps_per_epoch):
             key, noise = jax.random.split(key)  # a fresh noise key for each step
-            x_batch = x_train[order[i * batch : (i + 1) * batch]]
+            x_batch = jnp.asarray(x_train[order[i * batch : (i + 1) * batch]])
             loss, opt_state = train_step(model, opt_state, x_batch, ctx=nnx.context(noise=noise))
             losses.append(float(loss))
         if epoch % 10 == 0 or epoch == epochs - 1:
@@ -126,8 +137,9 @@ def main() -> None:
 
     test_nelbo, test_rec = evaluate(model, jnp.asarray(x_test), ctx=nnx.context(noise=2))
     # a model without a latent code: every pixel Bernoulli with the training-set mean
-    p = np.clip(x_train.mean(axis=0), 1e-4, 1 - 1e-4)
-    baseline = float(jnp.mean(bce(jnp.log(p / (1 - p)) * jnp.ones_like(x_test), x_test)))
+    p: np.ndarray = x_train.mean(axis=0).clip(1e-4, 1 - 1e-4)
+    baseline_logits = jnp.log(p / (1 - p)) * jnp.ones_like(x_test)
+    baseline = float(jnp.mean(bce(baseline_logits, jnp.asarray(x_test))))
     recon = np.asarray(jax.nn.sigmoid(model.reconstruct(jnp.asarray(x_test))))
     mse, baseline_mse = np.mean((recon - x_test) ** 2), np.mean((p - x_test) ** 2)
     print(f"test -ELBO: {float(test_nelbo):.2f} nats (reconstruction term {float(test_rec):.2f});")
