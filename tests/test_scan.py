@@ -258,3 +258,59 @@ def test_scan_writes_back_static_attribute_changes():
     y, _ = m.call(jnp.ones((1, 2)), None)
     assert y.shape == (1, 2)
     assert m.scan_module.mode == "eval"
+
+
+class _CountingBlock(nnx.Module):
+    def __init__(self, *, ctx: nnx.Context) -> None:
+        self.lin = nnx.Linear(2, 2, ctx=ctx)
+        self.seen = nnx.BatchStat(jnp.zeros(()))
+
+    def __call__(self, x: jax.Array, _: None) -> tuple[jax.Array, None]:
+        self.seen += 1
+        return self.lin(x), None
+
+
+def test_scan_refuses_changes_to_broadcast_state():
+    # regression: a change to variable_broadcast state inside the body was dropped
+    m = nnx.Scan(
+        _CountingBlock,
+        variable_axes={nnx.Param: 0},
+        variable_broadcast=nnx.BatchStat,
+        split_rngs="params",
+        length=3,
+    )(ctx=nnx.context(0))
+    with pytest.raises(
+        ValueError, match=r"nnx.scan: the function changed \[\('seen',\)\].*variable_carry"
+    ):
+        m.call(jnp.ones((1, 2)), None)
+    # carried, the same state counts every step
+    m = nnx.Scan(
+        _CountingBlock,
+        variable_axes={nnx.Param: 0},
+        variable_carry=nnx.BatchStat,
+        split_rngs="params",
+        length=3,
+    )(ctx=nnx.context(0))
+    m.call(jnp.ones((1, 2)), None)
+    assert float(m.scan_module.seen) == 3.0
+
+
+class _GrowingBlock(nnx.Module):
+    def __init__(self, *, ctx: nnx.Context) -> None:
+        self.lin = nnx.Linear(2, 2, ctx=ctx)
+
+    def __call__(self, x: jax.Array, _: None) -> tuple[jax.Array, None]:
+        self.extra = nnx.Linear(2, 2, ctx=nnx.context(1))
+        return self.lin(x), None
+
+
+def test_scan_refuses_submodules_created_in_the_body_with_a_clear_error():
+    # regression: this surfaced as JAX's "carry input and carry output must have the
+    # same pytree structure"
+    m = nnx.Scan(_GrowingBlock, variable_axes={nnx.Param: 0}, split_rngs="params", length=2)(
+        ctx=nnx.context(0)
+    )
+    with pytest.raises(
+        ValueError, match=r"submodules added \['extra'\].*Create submodules outside"
+    ):
+        m.call(jnp.ones((1, 2)), None)

@@ -25,10 +25,12 @@ from ._module import (
     ModuleDef,
     apply_graph_update,
     graph_cache,
+    refuse_new_submodules,
     refuse_traced_statics,
 )
 from ._module_object import check_trace
 from ._state import State
+from ._variables import is_node_box
 
 __all__ = [
     "LiftStatic",
@@ -232,9 +234,39 @@ def leave(
     if isinstance(graph, GraphSpec):
         return _changed_leaves(root, graph, traced, transform, changes_only)
     refuse_traced_statics(root, transform)
-    assert static.filters is not None
+    assert static.filters is not None and graph is not None
     states, moduledef = root.partition(*static.filters)
-    return states_tuple(states), StaticBox(None if moduledef == graph else moduledef)
+    if moduledef == graph:
+        return states_tuple(states), StaticBox(None)
+    # here, not at write-back: a scan's carry would fail first, with JAX's own error
+    refuse_new_submodules(graph, moduledef, type(root).__name__)
+    return states_tuple(states), StaticBox(moduledef)
+
+
+MSG_BROADCAST_CHANGED: Final = (
+    "{transform}: the function changed {paths}, which is broadcast state ({what}), so "
+    "the change cannot be written back. {fix}"
+)
+
+
+def refuse_broadcast_changes(
+    before: State[Any], after: State[Any], transform: str, what: str, fix: str
+) -> None:
+    """Inside a mapped transform: broadcast state comes back unmapped, so it must be
+    what went in (a change would be silently dropped otherwise)."""
+    changed = [
+        path
+        for path, value in after.items()
+        if path not in before or _raw(value) is not _raw(before[path])
+    ]
+    if changed:
+        raise ValueError(
+            MSG_BROADCAST_CHANGED.format(transform=transform, paths=changed[:5], what=what, fix=fix)
+        )
+
+
+def _raw(value: Any) -> Any:
+    return value.value if is_node_box(value) else value
 
 
 def _rebuild_call(

@@ -28,6 +28,7 @@ from ._lift import (
     leading_sizes,
     leave,
     move_axis,
+    refuse_broadcast_changes,
     tree_map,
 )
 from ._module import (
@@ -172,6 +173,13 @@ def _describe_output(out: object) -> str:
     return f"a {type(out).__name__}"
 
 
+_BROADCAST_WHAT: Final = "the same for every step, in variable_broadcast"
+_BROADCAST_FIX: Final = (
+    "Carry it from step to step with variable_carry, stack it with variable_axes, or "
+    "return the new values instead."
+)
+
+
 def _scan_call(
     options: ScanOptions,
     fn: Callable[..., Any],
@@ -207,6 +215,9 @@ def _scan_call(
             raise TypeError(MSG_SCAN_OUTPUT.format(got=_describe_output(out)))
         new_carry, y = out
         new_states, new_moduledef = leave(layer, lift.static, traced, "nnx.scan")
+        refuse_broadcast_changes(
+            broadcast_state, new_states[n_axes], "nnx.scan", _BROADCAST_WHAT, _BROADCAST_FIX
+        )
         return (new_carry, new_states[n_axes + 1]), (y, tuple(new_states[:n_axes]), new_moduledef)
 
     (carry_out, carry_state_out), (ys, new_axes, new_moduledef) = _lax_scan(

@@ -13,10 +13,18 @@ from ._compat import (
 )
 from ._context import Context
 from ._filters import Filter
-from ._lift import Lifted, SplitContext, enter, is_tuple, leading_sizes, leave, move_axis
+from ._lift import (
+    Lifted,
+    SplitContext,
+    enter,
+    is_tuple,
+    leading_sizes,
+    leave,
+    move_axis,
+    refuse_broadcast_changes,
+)
 from ._module import Module
 from ._state import State
-from ._variables import is_node_box
 
 __all__ = ["vmap"]
 
@@ -24,27 +32,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-MSG_BROADCAST_CHANGED: Final = (
-    "nnx.vmap: the function changed {paths}, which is broadcast state (the same for every "
-    "example, not in variable_axes), so the change cannot be written back. Map that "
-    "state with variable_axes={{...: 0}}, or return the new values instead."
+_BROADCAST_WHAT: Final = "the same for every example, not in variable_axes"
+_BROADCAST_FIX: Final = (
+    "Map that state with variable_axes={...: 0}, or return the new values instead."
 )
-
-
-def _refuse_broadcast_changes(before: State[Any], after: State[Any]) -> None:
-    """Broadcast state comes back from vmap unmapped: it must be what went in."""
-    changed = [
-        path
-        for path, value in after.items()
-        if path not in before or _raw(value) is not _raw(before[path])
-    ]
-    if changed:
-        raise ValueError(MSG_BROADCAST_CHANGED.format(paths=changed[:5]))
-
-
-def _raw(value: Any) -> Any:
-    return value.value if is_node_box(value) else value
-
 
 # ------------------------------------------------------------------------------------
 # vmap
@@ -178,7 +169,9 @@ def vmap(
                 layer, _, _ = enter(lift.static, traced, lift.args, lift.kwargs)
                 out = body(layer, *args, **rngs.add_to(kwargs, step_keys))
                 new_states, new_moduledef = leave(layer, lift.static, traced, "nnx.vmap")
-                _refuse_broadcast_changes(rest, new_states[-1])
+                refuse_broadcast_changes(
+                    rest, new_states[-1], "nnx.vmap", _BROADCAST_WHAT, _BROADCAST_FIX
+                )
                 return out, (new_states, new_moduledef)
 
             args_axes = _per_arg(in_axes, len(args))

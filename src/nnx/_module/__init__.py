@@ -84,6 +84,7 @@ from ._pure import (
 )
 from ._writes import (
     apply_graph_update as apply_graph_update,
+    refuse_new_submodules as refuse_new_submodules,
     refuse_traced_statics as refuse_traced_statics,
 )
 
@@ -98,5 +99,6 @@ __all__ = [
     "apply_graph_update",
     "graph_cache",
     "merge_into",
+    "refuse_new_submodules",
     "refuse_traced_statics",
 ]

@@ -429,6 +429,20 @@ def _shape_mismatch(old: ModuleDef[Any], new: ModuleDef[Any], where: str) -> str
     return None
 
 
+MSG_NEW_SUBMODULES: Final = (
+    "Cannot write the transform's changes back: {problem}. Create submodules outside "
+    "the transform (e.g. in __init__), not inside it."
+)
+
+
+def refuse_new_submodules(old: ModuleDef[Any], new: ModuleDef[Any], where: str) -> None:
+    """Raise ValueError if `new` adds, removes or re-shares submodules of `old`: a
+    transform's write-back cannot create or drop modules."""
+    problem = _shape_mismatch(old, new, where)
+    if problem is not None:
+        raise ValueError(MSG_NEW_SUBMODULES.format(problem=problem))
+
+
 def apply_graph_update(
     root: Module, new_moduledef: ModuleDef[Any], states: tuple[State[Any], ...]
 ) -> None:
@@ -443,12 +457,7 @@ def apply_graph_update(
     if old_moduledef == new_moduledef:
         update_state_entries(root, mapping)
         return
-    problem = _shape_mismatch(old_moduledef, new_moduledef, type(root).__name__)
-    if problem is not None:
-        raise ValueError(
-            f"Cannot write the transform's changes back: {problem}. Create submodules "
-            "outside the transform (e.g. in __init__), not inside it."
-        )
+    refuse_new_submodules(old_moduledef, new_moduledef, type(root).__name__)
     modules = {index: module for index, (_, module) in enumerate(root.modules())}
     stack: list[ModuleDef[Any]] = [new_moduledef]
     edits: list[tuple[Module, dict[str, Any], list[str]]] = []
