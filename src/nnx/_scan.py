@@ -64,8 +64,8 @@ class ScanOptions:
     """`(filter, axis)` pairs (given as a mapping `{filter: axis}`): state stacked along
     `axis`, one slice per step (the layers' parameters). Default: none."""
     variable_broadcast: Filter = None
-    """State shared by every step; changes made to it inside are discarded. Default
-    None (nothing)."""
+    """State shared by every step, read-only inside: changing it raises ValueError (use
+    `variable_carry` for state that changes). Default None (nothing)."""
     variable_carry: Filter = ...
     """State threaded from step to step and written back at the end (counters).
     Default `...`: everything the other filters leave."""
