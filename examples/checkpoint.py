@@ -21,12 +21,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -103,10 +104,12 @@ def accuracy(model: Classifier, x: jax.Array, y: jax.Array) -> float:
 def load_data() -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """The digits as jax arrays (x_train, x_test, y_train, y_test). scikit-learn has no
     type annotations: its results are given their types here, so none of it leaks out."""
-    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    data, target = cast(
+        "tuple[NDArray[np.float64], NDArray[np.int64]]", load_digits(return_X_y=True)
+    )
     x = (data / 16.0).astype(np.float32)
     splits = cast(
-        "list[np.ndarray]",
+        "list[NDArray[Any]]",
         train_test_split(
             x, target.astype(np.int32), test_size=0.25, random_state=0, stratify=target
         ),

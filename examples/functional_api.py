@@ -16,6 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import NDArray
 
 import nnx
 
@@ -40,7 +41,7 @@ class MLP(nnx.Module):
         return self.head(self.features(x, train=train))
 
 
-def two_moons(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def two_moons(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
     labels = rng.integers(0, 2, n)
     t = rng.uniform(0.0, np.pi, n)
     upper = np.stack([np.cos(t), np.sin(t)], axis=1)

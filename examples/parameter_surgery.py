@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 
 import nnx
@@ -81,15 +82,17 @@ def describe(label: str, model: nnx.Module) -> int:
     return count
 
 
-def load_data() -> tuple[np.ndarray, np.ndarray]:
+def load_data() -> tuple[NDArray[np.float32], NDArray[np.int32]]:
     """The digits as (images flattened to 64 features in [0, 1], labels). scikit-learn has
     no type annotations: its results are given their types here, so none of it leaks out."""
-    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    data, target = cast(
+        "tuple[NDArray[np.float64], NDArray[np.int64]]", load_digits(return_X_y=True)
+    )
     return (data / 16.0).astype(np.float32), target.astype(np.int32)
 
 
 def task(
-    x: np.ndarray, y: np.ndarray, test: np.ndarray, digits: range
+    x: NDArray[np.float32], y: NDArray[np.int32], test: NDArray[np.bool_], digits: range
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Train and test arrays for some of the digits, relabelled from 0."""
     keep = np.isin(y, digits)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpy.typing import NDArray
 
 import nnx
 
@@ -70,7 +71,7 @@ def loop_forward(model: DeepMLP, x: jax.Array) -> jax.Array:
     return model.head(h)
 
 
-def spirals(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def spirals(n: int, seed: int) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
     rng = np.random.default_rng(seed)
     t = rng.uniform(0.25, 1.0, n) * 3 * np.pi
     label = rng.integers(0, 2, n)

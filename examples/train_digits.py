@@ -10,11 +10,12 @@ Prints a progress bar with the running loss, then the test accuracy.
 from __future__ import annotations
 
 import argparse
-from typing import cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
@@ -37,14 +38,18 @@ class MLP(nnx.Module):
         return self.out(x)
 
 
-def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_data(
+    seed: int,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int32], NDArray[np.int32]]:
     """The digits as (x_train, x_test, y_train, y_test). scikit-learn has no type
     annotations: its results are given their types here, so none of it leaks out."""
-    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    data, target = cast(
+        "tuple[NDArray[np.float64], NDArray[np.int64]]", load_digits(return_X_y=True)
+    )
     x = (data / 16.0).astype(np.float32)
     y = target.astype(np.int32)
     x_train, x_test, y_train, y_test = cast(
-        "list[np.ndarray]", train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
+        "list[NDArray[Any]]", train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
     )
     return x_train, x_test, y_train, y_test
 

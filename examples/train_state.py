@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -50,10 +51,12 @@ class CNNTrainState(nnx.TrainState[CNN, nnx.Param[Any]]):
 def load_data() -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """The digits as (n, 8, 8, 1) images and labels: x_train, x_test, y_train, y_test.
     scikit-learn has no type annotations: its results are given their types here."""
-    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    data, target = cast(
+        "tuple[NDArray[np.float64], NDArray[np.int64]]", load_digits(return_X_y=True)
+    )
     images = (np.reshape(data, (-1, 8, 8)) / 16.0).astype(np.float32)[..., None]  # (n, 8, 8, 1)
     splits = cast(
-        "list[np.ndarray]",
+        "list[NDArray[Any]]",
         train_test_split(images, target.astype(np.int32), test_size=0.25, random_state=0),
     )
     x_train, x_test, y_train, y_test = (jnp.asarray(a) for a in splits)

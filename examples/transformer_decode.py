@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpy.typing import NDArray
 
 import nnx
 
@@ -65,10 +66,10 @@ class Transformer(nnx.Module):
         return self.tokens.attend(self.norm(x))  # tied output logits
 
 
-def make_batch(rng: np.random.Generator, n: int) -> np.ndarray:
+def make_batch(rng: np.random.Generator, n: int) -> NDArray[np.int32]:
     digits = rng.integers(0, DIGITS, (n, N))
     sep = np.full((n, 1), SEP)
-    return np.concatenate([digits, sep, np.sort(digits, axis=1)], axis=1).astype(np.int32)
+    return np.concatenate([digits, sep, np.sort(digits, axis=1)], axis=1, dtype=np.int32)
 
 
 def loss_fn(model: Transformer, seqs: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -14,12 +14,13 @@ digits decoded from samples of the prior, as ASCII art.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpy.typing import NDArray
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -79,7 +80,7 @@ def negative_elbo(model: VAE, x: jax.Array, *, ctx: nnx.Context) -> tuple[jax.Ar
     return jnp.mean(rec + kl), jnp.mean(rec)
 
 
-def ascii_rows(images: np.ndarray) -> list[str]:
+def ascii_rows(images: NDArray[np.float32]) -> list[str]:
     shades = " .:-=+*#%@"
     rows: list[str] = []
     for r in range(8):
@@ -90,13 +91,15 @@ def ascii_rows(images: np.ndarray) -> list[str]:
     return rows
 
 
-def load_data() -> tuple[np.ndarray, np.ndarray]:
+def load_data() -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """The digits' pixels in [0, 1] as (x_train, x_test). scikit-learn has no type
     annotations: its results are given their types here, so none of it leaks out."""
-    data, target = cast("tuple[np.ndarray, np.ndarray]", load_digits(return_X_y=True))
+    data, target = cast(
+        "tuple[NDArray[np.float64], NDArray[np.int64]]", load_digits(return_X_y=True)
+    )
     x = (data / 16.0).astype(np.float32)
     x_train, x_test = cast(
-        "list[np.ndarray]", train_test_split(x, test_size=0.25, random_state=0, stratify=target)
+        "list[NDArray[Any]]", train_test_split(x, test_size=0.25, random_state=0, stratify=target)
     )
     return x_train, x_test
 
@@ -137,7 +140,7 @@ def main() -> None:
 
     test_nelbo, test_rec = evaluate(model, jnp.asarray(x_test), ctx=nnx.context(noise=2))
     # a model without a latent code: every pixel Bernoulli with the training-set mean
-    p: np.ndarray = x_train.mean(axis=0).clip(1e-4, 1 - 1e-4)
+    p: NDArray[np.float32] = x_train.mean(axis=0).clip(1e-4, 1 - 1e-4)
     baseline_logits = jnp.log(p / (1 - p)) * jnp.ones_like(x_test)
     baseline = float(jnp.mean(bce(baseline_logits, jnp.asarray(x_test))))
     recon = np.asarray(jax.nn.sigmoid(model.reconstruct(jnp.asarray(x_test))))
