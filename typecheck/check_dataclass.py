@@ -68,7 +68,7 @@ def reads(a: Affine, p: Point) -> None:
     assert_type(a.extra, list[int])
     assert_type(a.hidden, int)
     assert_type(a(arr()), jax.Array)
-    assert_type(a.partition(nnx.Param), tuple[nnx.State[nnx.Param[Any]], nnx.ModuleDef[Affine]])
+    assert_type(a.partition(nnx.Param), nnx.Pure[nnx.State[nnx.Param[Any]], Affine])
     assert_type(Point(arr(), arr()), Point)
     assert_type(p.x, jax.Array)
     assert_type(p.y, jax.Array)

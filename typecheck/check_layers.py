@@ -20,9 +20,7 @@ def linear(ctx: nnx.Context, x: jax.Array) -> None:
     assert_type(lin.kernel, jax.Array)
     assert_type(lin.bias, jax.Array | None)
     assert_type(lin(x), jax.Array)
-    assert_type(
-        lin.partition(nnx.Param), tuple[nnx.State[nnx.Param[Any]], nnx.ModuleDef[nnx.Linear]]
-    )
+    assert_type(lin.partition(nnx.Param), nnx.Pure[nnx.State[nnx.Param[Any]], nnx.Linear])
     assert_type(
         nnx.Linear(2, 3, use_bias=False, kernel_init=nnx.initializers.zeros(), ctx=ctx),
         nnx.Linear,

@@ -48,12 +48,12 @@ AnyState = nnx.State[Any]
 
 
 def partition_overloads(m: Linear, s: Sub) -> None:
-    assert_type(m.partition(), tuple[AnyState, nnx.ModuleDef[Linear]])
+    assert_type(m.partition(), nnx.Pure[AnyState, Linear])
     # the ModuleDef is typed by the receiver's class (Self)
-    assert_type(s.partition(), tuple[AnyState, nnx.ModuleDef[Sub]])
+    assert_type(s.partition(), nnx.Pure[AnyState, Sub])
     # one type filter: narrowed
-    assert_type(m.partition(nnx.Param), tuple[nnx.State[nnx.Param[Any]], nnx.ModuleDef[Linear]])
-    assert_type(m.partition(Count), tuple[nnx.State[Count], nnx.ModuleDef[Linear]])
+    assert_type(m.partition(nnx.Param), nnx.Pure[nnx.State[nnx.Param[Any]], Linear])
+    assert_type(m.partition(Count), nnx.Pure[nnx.State[Count], Linear])
     # two and three type filters: a tuple of narrowed States
     assert_type(
         m.partition(nnx.Param, nnx.BatchStat),
@@ -69,11 +69,13 @@ def partition_overloads(m: Linear, s: Sub) -> None:
         ],
     )
     # non-type filters: State[Any]
-    assert_type(m.partition("params"), tuple[AnyState, nnx.ModuleDef[Linear]])
-    assert_type(m.partition(...), tuple[AnyState, nnx.ModuleDef[Linear]])
-    assert_type(m.partition((nnx.Param, Count)), tuple[AnyState, nnx.ModuleDef[Linear]])
+    assert_type(m.partition("params"), nnx.Pure[AnyState, Linear])
+    assert_type(m.partition(...), nnx.Pure[AnyState, Linear])
+    assert_type(m.partition((nnx.Param, Count)), nnx.Pure[AnyState, Linear])
+    # a type filter then others: the type filter's State keeps its kind
     assert_type(
-        m.partition(nnx.Param, ...), tuple[tuple[AnyState, AnyState], nnx.ModuleDef[Linear]]
+        m.partition(nnx.Param, ...),
+        tuple[tuple[nnx.State[nnx.Param[Any]], AnyState], nnx.ModuleDef[Linear]],
     )
     assert_type(
         m.partition("params", nnx.Not(nnx.Param)),
@@ -81,7 +83,10 @@ def partition_overloads(m: Linear, s: Sub) -> None:
     )
     assert_type(
         m.partition(nnx.Param, nnx.BatchStat, ...),
-        tuple[tuple[AnyState, ...], nnx.ModuleDef[Linear]],
+        tuple[
+            tuple[nnx.State[nnx.Param[Any]], nnx.State[nnx.BatchStat[Any]], AnyState],
+            nnx.ModuleDef[Linear],
+        ],
     )
     assert_type(
         m.partition(nnx.Param, nnx.BatchStat, Count, ...),
@@ -136,6 +141,23 @@ def merge(m: Linear) -> None:
     assert_type(subdef.merge(state), Sub)
 
 
+def pure_idioms(m: Linear, x: jax.Array) -> nnx.PureModule[Linear]:
+    # partition() is a Pure: its methods, and a PureModule return, type-check
+    pure = m.partition()
+    assert_type(pure.merge(), Linear)
+    assert_type(pure.states, AnyState)
+    assert_type(pure.moduledef, nnx.ModuleDef[Linear])
+    y, updates = pure.apply(x)
+    assert_type(y, jax.Array)
+    assert_type(updates.merge(), Linear)  # the updates of apply are a Pure too
+    # the README's main idiom keeps the Param kind (nested unpacking)
+    (params, rest), moduledef = m.partition(nnx.Param, ...)
+    assert_type(params, nnx.State[nnx.Param[Any]])
+    assert_type(rest, AnyState)
+    assert_type(moduledef, nnx.ModuleDef[Linear])
+    return m.partition()
+
+
 def apply(m: Linear, x: jax.Array) -> None:
     state, moduledef = m.partition()
     y, (new_state, new_def) = moduledef.apply(state)(x)
@@ -144,12 +166,12 @@ def apply(m: Linear, x: jax.Array) -> None:
     assert_type(new_def, nnx.ModuleDef[Linear])
     assert_type(
         moduledef.apply(state)(x, train=True),
-        tuple[jax.Array, tuple[AnyState, nnx.ModuleDef[Linear]]],
+        tuple[jax.Array, nnx.Pure[AnyState, Linear]],
     )
     (params, rest), _ = m.partition(nnx.Param, ...)
     assert_type(moduledef.apply(params, rest), nnx.ApplyCaller[Linear])
     # other methods: reachable, untyped
-    assert_type(moduledef.apply(state).loss(x), tuple[Any, tuple[AnyState, nnx.ModuleDef[Any]]])
+    assert_type(moduledef.apply(state).loss(x), tuple[Any, nnx.Pure[AnyState, Any]])
 
 
 def covariance(s: Sub) -> None:

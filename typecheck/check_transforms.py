@@ -199,7 +199,8 @@ def rejected(m: Linear, x: jax.Array) -> None:
 def rejected_scan(ctx: nnx.Context) -> None:
     nnx.Scan(Block, length=4)("three", ctx=ctx)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     nnx.Scan(Block, length=4)(3)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
-    nnx.Scan(Block, variable_axes={1: 0})  # type: ignore[dict-item]  # pyright: ignore[reportArgumentType]
+    nnx.Scan(Block, variable_axes={1: 0})  # type: ignore[type-var]  # pyright: ignore[reportArgumentType]
+    nnx.vmap(block_step, variable_axes={1: 0})  # type: ignore[type-var]  # pyright: ignore[reportArgumentType, reportCallIssue]
     nnx.Scan(Block, length="four")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     nnx.scan(block_step, split_rngs=1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
     nnx.Remat(Block)(3, ctx="ctx")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
@@ -236,6 +237,13 @@ def scan_keeps_the_signature(layer: Block, x: jax.Array) -> None:
 
 def vmap_keeps_the_signature(layer: Block, x: jax.Array) -> None:
     mapped = nnx.vmap(block_step, in_axes=None, variable_axes={nnx.Param: 0})
+    # a dict of axes kept in a variable (its key type is type[Param[Any]], not Filter)
+    axes = {nnx.Param: 0, nnx.BatchStat: 0}
+    nnx.vmap(block_step, variable_axes=axes)
+    nnx.scan(block_step, variable_axes=axes, length=3)
+    nnx.Scan(Block, variable_axes=axes, length=3)
+    by_name = {"params": 0}
+    nnx.vmap(block_step, variable_axes=by_name)
     assert_type(mapped(layer, x, x), tuple[jax.Array, jax.Array])
     decorator = nnx.vmap(variable_axes={nnx.Param: 0}, split_rngs="dropout", axis_size=4)
     assert_type(decorator(block_step)(layer, x, x), tuple[jax.Array, jax.Array])

@@ -18,7 +18,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 from types import EllipsisType
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, Final, TypeAlias, TypeVar, cast
 
 import jax
 import numpy as np
@@ -346,6 +346,11 @@ Example:
     assert len(params) == 2 and len(rest) == 2
     ```
 """
+
+FilterT = TypeVar("FilterT", bound=Filter)
+"""A filter's own type, where a container of filters is taken (`variable_axes={nnx.Param:
+0}` is a `dict[type[Param[Any]], int]`, which a `Mapping[Filter, int]` would refuse: its key
+type is invariant)."""
 
 
 buffers: Final = (jax.Array, np.ndarray)

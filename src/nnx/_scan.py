@@ -16,7 +16,7 @@ from ._compat import (
     jax_vmap,
 )
 from ._context import Context
-from ._filters import Filter
+from ._filters import Filter, FilterT
 from ._lift import (
     Lifted,
     LiftedCall,
@@ -119,13 +119,13 @@ def _freeze(filter: Filter) -> Filter:
     return filter
 
 
-class ScanKwargs(TypedDict, total=False):
+class ScanKwargs(TypedDict, Generic[FilterT], total=False):
     """The options `nnx.scan` and `nnx.Scan` take as keywords
-    (`**options: Unpack[ScanKwargs]`); their meaning and defaults are the fields of
+    (`**options: Unpack[ScanKwargs[FilterT]]`); their meaning and defaults are the fields of
     `nnx.ScanOptions`. Every key is optional; `variable_axes` and `metadata_params`
     are mappings here (None: empty). An unknown key raises `TypeError`."""
 
-    variable_axes: Mapping[Filter, int] | None
+    variable_axes: Mapping[FilterT, int] | None
     variable_broadcast: Filter
     variable_carry: Filter
     split_rngs: Filter
@@ -140,7 +140,7 @@ class ScanKwargs(TypedDict, total=False):
 _OPTION_NAMES: Final = frozenset(ScanKwargs.__annotations__)
 
 
-def _options(kwargs: ScanKwargs, who: str) -> ScanOptions:
+def _options(kwargs: ScanKwargs[Any], who: str) -> ScanOptions:
     """The ScanOptions of these keywords (defaults: ScanOptions's own), with filters
     made hashable: the options are a static attribute of `nnx.Scan`."""
     unknown = sorted(set(kwargs) - _OPTION_NAMES)
@@ -293,18 +293,18 @@ def _remove_axis(state: Any, axis: int, name: str | None) -> Any:
 
 @overload
 def scan(
-    fn: Callable[P, R], /, *, is_init: bool | None = None, **options: Unpack[ScanKwargs]
+    fn: Callable[P, R], /, *, is_init: bool | None = None, **options: Unpack[ScanKwargs[FilterT]]
 ) -> Callable[P, R]: ...
 @overload
 def scan(
-    fn: None = None, /, *, is_init: bool | None = None, **options: Unpack[ScanKwargs]
+    fn: None = None, /, *, is_init: bool | None = None, **options: Unpack[ScanKwargs[FilterT]]
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def scan(
     fn: Callable[P, R] | None = None,
     /,
     *,
     is_init: bool | None = None,
-    **options: Unpack[ScanKwargs],
+    **options: Unpack[ScanKwargs[FilterT]],
 ) -> Any:
     """A lifted `jax.lax.scan` over a module whose state is stacked ("scan over layers").
 
@@ -504,7 +504,7 @@ class Scan(Module, Generic[M]):
     if TYPE_CHECKING:
 
         def __new__(  # type: ignore[misc]
-            cls, constructor: Callable[P, M], /, **options: Unpack[ScanKwargs]
+            cls, constructor: Callable[P, M], /, **options: Unpack[ScanKwargs[FilterT]]
         ) -> Callable[P, Scan[M]]: ...
 
     else:

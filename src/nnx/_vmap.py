@@ -12,7 +12,7 @@ from ._compat import (
     jax_vmap,
 )
 from ._context import Context
-from ._filters import Filter
+from ._filters import Filter, FilterT
 from ._lift import (
     Lifted,
     SplitContext,
@@ -64,7 +64,7 @@ def vmap(
     *,
     in_axes: int | tuple[Any, ...] | None = 0,
     out_axes: Any = 0,
-    variable_axes: Mapping[Filter, int] | None = None,
+    variable_axes: Mapping[FilterT, int] | None = None,
     split_rngs: Filter = None,
     axis_size: int | None = None,
 ) -> Callable[P, R]: ...
@@ -75,7 +75,7 @@ def vmap(
     *,
     in_axes: int | tuple[Any, ...] | None = 0,
     out_axes: Any = 0,
-    variable_axes: Mapping[Filter, int] | None = None,
+    variable_axes: Mapping[FilterT, int] | None = None,
     split_rngs: Filter = None,
     axis_size: int | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
@@ -85,7 +85,7 @@ def vmap(
     *,
     in_axes: int | tuple[Any, ...] | None = 0,
     out_axes: Any = 0,
-    variable_axes: Mapping[Filter, int] | None = None,
+    variable_axes: Mapping[FilterT, int] | None = None,
     split_rngs: Filter = None,
     axis_size: int | None = None,
 ) -> Any:

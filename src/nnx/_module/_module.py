@@ -137,16 +137,25 @@ class Module(ModuleObject):
             delete_attribute(self, name)
 
     # -- functional API ---------------------------------------------------------------
+    # The result is a `Pure` (a `(states, moduledef)` tuple): unpack it, or use its
+    # methods. A type filter keeps its kind; `(nnx.Param, ...)` keeps Param's. With
+    # several filters it is typed as the plain tuple: mypy loses the item types when a
+    # generic tuple *subclass* is unpacked in a nested target, which is the idiom here
+    # (`(params, rest), moduledef = model.partition(nnx.Param, ...)`; python/mypy#16310).
     @overload
-    def partition(self) -> tuple[State[Any], ModuleDef[Self]]: ...
+    def partition(self) -> Pure[State[Any], Self]: ...
     @overload
-    def partition(self, first: type[V1], /) -> tuple[State[V1], ModuleDef[Self]]: ...
+    def partition(self, first: type[V1], /) -> Pure[State[V1], Self]: ...
     @overload
-    def partition(self, first: Filter, /) -> tuple[State[Any], ModuleDef[Self]]: ...
+    def partition(self, first: Filter, /) -> Pure[State[Any], Self]: ...
     @overload
     def partition(
         self, first: type[V1], second: type[V2], /
     ) -> tuple[tuple[State[V1], State[V2]], ModuleDef[Self]]: ...
+    @overload
+    def partition(
+        self, first: type[V1], second: Filter, /
+    ) -> tuple[tuple[State[V1], State[Any]], ModuleDef[Self]]: ...
     @overload
     def partition(
         self, first: Filter, second: Filter, /
@@ -155,6 +164,10 @@ class Module(ModuleObject):
     def partition(
         self, first: type[V1], second: type[V2], third: type[V3], /
     ) -> tuple[tuple[State[V1], State[V2], State[V3]], ModuleDef[Self]]: ...
+    @overload
+    def partition(
+        self, first: type[V1], second: type[V2], third: Filter, /
+    ) -> tuple[tuple[State[V1], State[V2], State[Any]], ModuleDef[Self]]: ...
     @overload
     def partition(
         self, first: Filter, second: Filter, third: Filter, /, *filters: Filter

@@ -92,7 +92,7 @@ class ApplyCaller(_Caller, Generic[M]):
 
     def __call__(
         self: ApplyCaller[Callable[P, R]], *args: P.args, **kwargs: P.kwargs
-    ) -> tuple[R, tuple[State[Any], ModuleDef[M]]]:
+    ) -> tuple[R, Pure[State[Any], M]]:
         """Merge a fresh module, call the method reached with these arguments.
 
         Args:
@@ -104,7 +104,7 @@ class ApplyCaller(_Caller, Generic[M]):
             the partition (one State) of the whole module after the call.
         """
         out, module = self._call_on_copy(args, kwargs)
-        return out, cast("tuple[State[Any], ModuleDef[M]]", module.partition())
+        return out, cast("Pure[State[Any], M]", module.partition())
 
 
 class CloneCaller(_Caller, Generic[T, Root]):
