@@ -16,7 +16,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpy.typing import NDArray
 
 import nnx
 
@@ -41,13 +40,13 @@ class MLP(nnx.Module):
         return self.head(self.features(x, train=train))
 
 
-def two_moons(n: int, rng: np.random.Generator) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
+def two_moons(n: int, rng: np.random.Generator) -> tuple[jax.Array, jax.Array]:
     labels = rng.integers(0, 2, n)
     t = rng.uniform(0.0, np.pi, n)
     upper = np.stack([np.cos(t), np.sin(t)], axis=1)
     lower = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
     x = np.where(labels[:, None] == 0, upper, lower) + rng.normal(0.0, 0.15, (n, 2))
-    return x.astype(np.float32), labels.astype(np.int32)
+    return jnp.asarray(x.astype(np.float32)), jnp.asarray(labels.astype(np.int32))
 
 
 def sgd(param: jax.Array, grad: jax.Array) -> jax.Array:
@@ -99,15 +98,15 @@ def main() -> None:
             print(f"step {step:4d}  loss {float(loss):.4f}")
 
     logits = evaluate(params, batch_stats, x_test)
-    accuracy = float(np.mean(np.asarray(jnp.argmax(logits, -1)) == y_test))
+    accuracy = float(jnp.mean(jnp.argmax(logits, -1) == y_test))
 
     # apply() reaches any method or submodule: here the hidden features.
-    feats, _ = moduledef.apply(params, batch_stats).features(jnp.asarray(x_test), train=False)
+    feats, _ = moduledef.apply(params, batch_stats).features(x_test, train=False)
 
     # merge() builds the trained Module; the original `model` is untouched, because a
     # State is a snapshot (partition copied the values out).
     trained = moduledef.merge(params, batch_stats)
-    eager_logits = trained(jnp.asarray(x_test), train=False)
+    eager_logits = trained(x_test, train=False)
     print(f"hidden features of the test set: {feats.shape}")
     print(f"batch-norm running mean (bn1, first 3): {trained.bn1.mean[:3]}")
     print(f"final loss {np.mean(losses[-20:]):.4f}, test accuracy {accuracy:.2%}")

@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpy.typing import NDArray
 
 import nnx
 
@@ -71,13 +70,14 @@ def loop_forward(model: DeepMLP, x: jax.Array) -> jax.Array:
     return model.head(h)
 
 
-def spirals(n: int, seed: int) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
+def spirals(n: int, seed: int) -> tuple[jax.Array, jax.Array]:
     rng = np.random.default_rng(seed)
     t = rng.uniform(0.25, 1.0, n) * 3 * np.pi
     label = rng.integers(0, 2, n)
     angle = t + np.pi * label
     x = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1) / (3 * np.pi)
-    return (x + rng.normal(0, 0.02, x.shape)).astype(np.float32), label.astype(np.int32)
+    x = (x + rng.normal(0, 0.02, x.shape)).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(label.astype(np.int32))
 
 
 def main() -> None:
@@ -122,7 +122,7 @@ def main() -> None:
 
     # The scan computes what a Python loop over the N per-layer slices computes.
     model = moduledef.merge(state.params)
-    x = jnp.asarray(x_test[:256])
+    x = x_test[:256]
     scanned, looped = model(x), loop_forward(model, x)
     max_diff = float(jnp.max(jnp.abs(scanned - looped)))
     print(f"scan vs Python loop over {N_LAYERS} layers: max |difference| = {max_diff:.2e}")

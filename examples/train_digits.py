@@ -38,19 +38,18 @@ class MLP(nnx.Module):
         return self.out(x)
 
 
-def load_data(
-    seed: int,
-) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int32], NDArray[np.int32]]:
-    """The digits as (x_train, x_test, y_train, y_test). scikit-learn has no type
+def load_data(seed: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The digits as jax arrays (x_train, x_test, y_train, y_test). scikit-learn has no type
     annotations: its results are given their types here, so none of it leaks out."""
     data, target = cast(
         "tuple[NDArray[np.float64], NDArray[np.int64]]", load_digits(return_X_y=True)
     )
     x = (data / 16.0).astype(np.float32)
     y = target.astype(np.int32)
-    x_train, x_test, y_train, y_test = cast(
+    splits = cast(
         "list[NDArray[Any]]", train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
     )
+    x_train, x_test, y_train, y_test = (jnp.asarray(a) for a in splits)
     return x_train, x_test, y_train, y_test
 
 
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> float:
             bar.set_postfix_str(f"epoch={epoch + 1}, loss={float(loss):.4f}")
 
     predictions = predict(params, batch_stats, x_test)
-    accuracy = float(np.mean(np.asarray(predictions) == y_test))
+    accuracy = float(jnp.mean(predictions == y_test))
     model = moduledef.merge(params, batch_stats)  # the trained model, a plain Module again
     print(f"test accuracy: {accuracy:.2%} on {len(y_test)} held-out digits")
     print(f"batch-norm running mean (first 3 features): {model.bn.mean[:3]}")
