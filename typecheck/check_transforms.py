@@ -142,6 +142,9 @@ class Block(nnx.Module):
     def __call__(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.linear(carry) + x, carry
 
+    def doubled(self, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, int]:
+        return 2 * carry + x, 0
+
 
 def block_step(layer: Block, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return layer(carry, x)
@@ -157,8 +160,9 @@ def scan_over_layers(ctx: nnx.Context, x: jax.Array) -> None:
     nnx.scan(block_step, variable_axes={nnx.Param: 0}, split_rngs=("params", "dropout"))
     assert_type(stack, nnx.Scan[Block])  # ScanModule is an alias of Scan
     assert isinstance(stack, nnx.Scan)
-    stack.call(x, x)
-    stack.call.other_method(x, x)
+    # .call carries the layer's signatures (the stacked outputs have the same types)
+    assert_type(stack.call(x, x), tuple[jax.Array, jax.Array])
+    assert_type(stack.call.doubled(x, x), tuple[jax.Array, int])
     nnx.Scan(Block, split_rngs=["params", "dropout"], length=2, metadata_params={"a": "b"})
     remat_block = nnx.Remat(Block, prevent_cse=False)(3, ctx=ctx)
     assert_type(remat_block, nnx.RematModule[Block])
@@ -166,7 +170,9 @@ def scan_over_layers(ctx: nnx.Context, x: jax.Array) -> None:
     assert_type(remat_block.remat_module, Block)
     remat_of_scan = nnx.Remat(nnx.Scan(Block, length=4), static_argnums=(1,))(3, ctx=ctx)
     assert_type(remat_of_scan.remat_module, nnx.Scan[Block])
-    remat_of_scan.call.call(x, x)
+    assert_type(remat_of_scan.call.call(x, x), tuple[jax.Array, jax.Array])
+    assert_type(remat_block.call(x, x), tuple[jax.Array, jax.Array])
+    assert_type(remat_block.call.doubled(x, x), tuple[jax.Array, int])
     assert_type(nnx.eval_shape(Block, 3, ctx=ctx), Block)
     assert_type(nnx.eval_shape(lambda: Block(3, ctx=ctx)), Block)
 
@@ -199,6 +205,9 @@ def rejected(m: Linear, x: jax.Array) -> None:
 def rejected_scan(ctx: nnx.Context) -> None:
     nnx.Scan(Block, length=4)("three", ctx=ctx)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     nnx.Scan(Block, length=4)(3)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    stack = nnx.Scan(Block, length=4)(3, ctx=ctx)
+    stack.call("not an array", None)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    stack.call.other_method(None, None)  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
     nnx.Scan(Block, variable_axes={1: 0})  # type: ignore[type-var]  # pyright: ignore[reportArgumentType]
     nnx.vmap(block_step, variable_axes={1: 0})  # type: ignore[type-var]  # pyright: ignore[reportArgumentType, reportCallIssue]
     nnx.Scan(Block, length="four")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

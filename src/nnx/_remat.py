@@ -260,16 +260,26 @@ class Remat(Module, Generic[M]):
         """
         return self._remat_method("__call__", args, kwargs)
 
-    @property
-    def call(self) -> LiftedCall:
-        """Run any method of the wrapped module under `jax.checkpoint`.
+    if TYPE_CHECKING:
 
-        `m.call(*args)` is `m(*args)`; `m.call.method(*args)` runs `method`.
+        @property
+        def call(self) -> M:
+            """Run any method of the wrapped module under `jax.checkpoint`.
 
-        Returns:
-            An `nnx.LiftedCall`.
-        """
-        return LiftedCall(self._remat_method)
+            `m.call(*args)` is `m(*args)`; `m.call.method(*args)` runs `method`.
+
+            Returns:
+                An `nnx.LiftedCall`. For the type checkers it is the wrapped module type,
+                so `m.call(...)` and `m.call.method(...)` carry the layer's signatures.
+            """
+            ...
+
+    else:
+
+        @property
+        def call(self) -> LiftedCall:
+            # the runtime accessor; documented in the branch above
+            return LiftedCall(self._remat_method)
 
     def _remat_method(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         options = self.options

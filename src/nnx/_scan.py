@@ -541,17 +541,27 @@ class Scan(Module, Generic[M]):
             self.options, _call_method("__call__"), self.scan_module, carry, xs, args, kwargs, ctx
         )
 
-    @property
-    def call(self) -> LiftedCall:
-        """Scan any method of the layers: `m.call.method(carry, xs, *args, ctx=None)`.
+    if TYPE_CHECKING:
 
-        `m.call(carry, xs)` is `m(carry, xs)`; the method is called as
-        `layer.method(carry, x, *args) -> (carry, y)`.
+        @property
+        def call(self) -> M:
+            """Scan any method of the layers: `m.call.method(carry, xs, *args, ctx=None)`.
 
-        Returns:
-            An `nnx.LiftedCall`.
-        """
-        return LiftedCall(self._scan_method)
+            `m.call(carry, xs)` is `m(carry, xs)`; the method is called as
+            `layer.method(carry, x, *args) -> (carry, y)`.
+
+            Returns:
+                An `nnx.LiftedCall`. For the type checkers it is the wrapped module type,
+                so `m.call(...)` and `m.call.method(...)` carry the layer's signatures.
+            """
+            ...
+
+    else:
+
+        @property
+        def call(self) -> LiftedCall:
+            # the runtime accessor; documented in the branch above
+            return LiftedCall(self._scan_method)
 
     def _scan_method(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         carry, xs, *rest = args
