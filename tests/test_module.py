@@ -860,3 +860,28 @@ def test_update_state_rejects_values_that_are_not_state():
     # nothing was applied: the update is all-or-nothing
     assert np.array_equal(m.w, jnp.ones(2))
     assert list(m.get_state()) == [("buf",), ("w",)]
+
+
+def test_callers_on_calls_what_select_picks_with_the_whole_state_back():
+    class Net(nnx.Module):
+        def __init__(self):
+            self.lin = nnx.Linear(2, 3, ctx=nnx.context(0))
+            self.bn = nnx.BatchNorm(3, ctx=nnx.context(0))
+
+    net = Net()
+    x = jnp.ones((4, 3))
+    state, moduledef = net.partition()
+    y, updates = moduledef.apply(state).on(lambda m: m.bn)(x, use_running_average=False)
+    y_attr, updates_attr = moduledef.apply(state).bn(x, use_running_average=False)
+    np.testing.assert_allclose(y, y_attr)
+    assert updates.moduledef == moduledef and set(updates.states) == set(state)
+    np.testing.assert_allclose(
+        updates.states[("bn", "mean")].value, jnp.full((3,), 0.01)
+    )  # momentum 0.99
+    # selection composes with attribute access; the state given is not changed
+    y2, _ = moduledef.apply(state).bn.on(lambda bn: bn)(x, use_running_average=True)
+    np.testing.assert_allclose(y2, x / jnp.sqrt(1.0 + 1e-5), rtol=1e-5)
+    np.testing.assert_allclose(state[("bn", "mean")].value, jnp.zeros(3))
+    # on a copy: the original module is untouched
+    out, copy = net.apply.on(lambda m: m.lin)(jnp.ones((1, 2)))
+    assert out.shape == (1, 3) and copy is not net and isinstance(copy, Net)

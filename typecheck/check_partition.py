@@ -170,8 +170,14 @@ def apply(m: Linear, x: jax.Array) -> None:
     )
     (params, rest), _ = m.partition(nnx.Param, ...)
     assert_type(moduledef.apply(params, rest), nnx.ApplyCaller[Linear])
-    # other methods: reachable, untyped
+    # other methods: reachable by attribute, untyped (Any) ...
     assert_type(moduledef.apply(state).loss(x), tuple[Any, nnx.Pure[AnyState, Any]])
+    # ... or typed, through `on`
+    assert_type(
+        moduledef.apply(state).on(lambda m: m.loss)(x), tuple[float, nnx.Pure[AnyState, Linear]]
+    )
+    assert_type(m.apply.on(lambda m: m.loss)(x), tuple[float, Linear])
+    moduledef.apply(state).on(lambda m: m.loss)("not an array")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 def covariance(s: Sub) -> None:

@@ -49,14 +49,27 @@ class _Caller:
             raise AttributeError(key)
         return type(self)(self._moduledef, self._states, (*self._accessors, (is_attr, key)))
 
+    def _reach(self, module: Module) -> Any:
+        """The attribute/item of `module` that the accesses lead to."""
+        target: Any = module
+        for is_attr, key in self._accessors:
+            target = getattr(target, key) if is_attr else target[key]
+        return target
+
     def _call_on_copy(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Module]:
         """Merge a fresh module, reach the accessed attribute/item, call it:
         `(output, the fresh module)`."""
         module: Module = self._moduledef.merge(*self._states)
-        target: Any = module
-        for is_attr, key in self._accessors:
-            target = getattr(target, key) if is_attr else target[key]
-        return target(*args, **kwargs), module
+        return self._reach(module)(*args, **kwargs), module
+
+    def _on(self, select: Callable[[Any], Callable[..., Any]]) -> Callable[..., tuple[Any, Module]]:
+        """`_call_on_copy` of what `select` picks from the reached attribute/item."""
+
+        def call(*args: Any, **kwargs: Any) -> tuple[Any, Module]:
+            module: Module = self._moduledef.merge(*self._states)
+            return select(self._reach(module))(*args, **kwargs), module
+
+        return call
 
 
 class ApplyCaller(_Caller, Generic[M]):
@@ -106,6 +119,38 @@ class ApplyCaller(_Caller, Generic[M]):
         out, module = self._call_on_copy(args, kwargs)
         return out, cast("Pure[State[Any], M]", module.partition())
 
+    def on(
+        self, select: Callable[[M], Callable[P, R]]
+    ) -> Callable[P, tuple[R, Pure[State[Any], M]]]:
+        """Call what `select` picks from the module: attribute access typed for the checkers.
+
+        `caller.bn(x)` works too, but its result is `Any` for the checkers (an
+        attribute of the module is not part of the caller's type);
+        `caller.on(lambda m: m.bn)(x)` is typed from `m.bn`'s signature.
+
+        Args:
+            select: Takes the (fresh) module, returns the callable to call on it.
+
+        Returns:
+            A function taking `select`'s callable's arguments and returning
+            `(output, nnx.Pure(new_state, new_moduledef))`, like a call of this caller.
+
+        Example:
+            ```python
+            model = nnx.Dict(enc=nnx.Linear(2, 3, ctx=nnx.context(0)))
+            state, moduledef = model.partition()
+            y, updates = moduledef.apply(state).on(lambda m: m["enc"])(jnp.ones((1, 2)))
+            assert y.shape == (1, 3) and updates.moduledef == moduledef
+            ```
+        """
+        run = self._on(select)
+
+        def call(*args: P.args, **kwargs: P.kwargs) -> tuple[R, Pure[State[Any], M]]:
+            out, module = run(*args, **kwargs)
+            return out, cast("Pure[State[Any], M]", module.partition())
+
+        return call
+
 
 class CloneCaller(_Caller, Generic[T, Root]):
     """What `module.apply` returns: a call on a copy of the module.
@@ -149,6 +194,33 @@ class CloneCaller(_Caller, Generic[T, Root]):
         """
         out, module = self._call_on_copy(args, kwargs)
         return out, cast(Root, module)
+
+    def on(self, select: Callable[[T], Callable[P, R]]) -> Callable[P, tuple[R, Root]]:
+        """Call what `select` picks from the copy: attribute access typed for the checkers.
+
+        `model.apply.bn(x)` works too, but its result is `Any` for the checkers;
+        `model.apply.on(lambda m: m.bn)(x)` is typed from `m.bn`'s signature.
+
+        Args:
+            select: Takes the copy, returns the callable to call on it.
+
+        Returns:
+            A function taking that callable's arguments and returning `(output, copy)`.
+
+        Example:
+            ```python
+            model = nnx.Dict(enc=nnx.Linear(2, 3, ctx=nnx.context(0)))
+            y, copy = model.apply.on(lambda m: m["enc"])(jnp.ones((1, 2)))
+            assert y.shape == (1, 3) and copy is not model
+            ```
+        """
+        run = self._on(select)
+
+        def call(*args: P.args, **kwargs: P.kwargs) -> tuple[R, Root]:
+            out, module = run(*args, **kwargs)
+            return out, cast(Root, module)
+
+        return call
 
 
 # ------------------------------------------------------------------------------------
