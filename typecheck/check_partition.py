@@ -150,6 +150,9 @@ def pure_idioms(m: Linear, x: jax.Array) -> nnx.PureModule[Linear]:
     y, updates = pure.apply(x)
     assert_type(y, jax.Array)
     assert_type(updates.merge(), Linear)  # the updates of apply are a Pure too
+    assert_type(pure.filter(Count), nnx.State[Count])
+    assert_type(pure.filter(nnx.Param, Count), tuple[nnx.State[nnx.Param[Any]], nnx.State[Count]])
+    assert_type(pure.filter(Count)[("count",)], Count)
     # the README's main idiom keeps the Param kind (nested unpacking)
     (params, rest), moduledef = m.partition(nnx.Param, ...)
     assert_type(params, nnx.State[nnx.Param[Any]])

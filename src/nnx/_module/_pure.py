@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, cast
+from typing import TYPE_CHECKING, Any, Generic, cast, overload
 
 from typing_extensions import ParamSpec, TypeVar
 
@@ -24,6 +24,9 @@ S = TypeVar("S", covariant=True, default=Any)
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T", covariant=True)
+V1 = TypeVar("V1")
+V2 = TypeVar("V2")
+V3 = TypeVar("V3")
 Root = TypeVar("Root", covariant=True)
 ModuleT = TypeVar("ModuleT", bound="Module")
 
@@ -337,6 +340,22 @@ class Pure(tuple[S, ModuleDef[M]]):
         """
         return State.merge(*self._state_tuple())
 
+    @overload
+    def filter(self, first: type[V1], /) -> State[V1]: ...
+    @overload
+    def filter(self, first: Filter, /) -> State[Any]: ...
+    @overload
+    def filter(self, first: type[V1], second: type[V2], /) -> tuple[State[V1], State[V2]]: ...
+    @overload
+    def filter(self, first: Filter, second: Filter, /) -> tuple[State[Any], State[Any]]: ...
+    @overload
+    def filter(
+        self, first: type[V1], second: type[V2], third: type[V3], /
+    ) -> tuple[State[V1], State[V2], State[V3]]: ...
+    @overload
+    def filter(
+        self, first: Filter, second: Filter, third: Filter, /, *filters: Filter
+    ) -> tuple[State[Any], ...]: ...
     def filter(self, first: Filter, /, *filters: Filter) -> State[Any] | tuple[State[Any], ...]:
         """The entries each filter selects, as `Module.filter` (non-exhaustive).
 
