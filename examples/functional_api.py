@@ -34,7 +34,8 @@ class MLP(nnx.Module):
 
     def features(self, x: jax.Array, *, train: bool) -> jax.Array:
         x = nnx.relu(self.bn1(self.layer1(x), use_running_average=not train))
-        return nnx.relu(self.bn2(self.layer2(x), use_running_average=not train))
+        x = nnx.relu(self.bn2(self.layer2(x), use_running_average=not train))
+        return x
 
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         return self.head(self.features(x, train=train))

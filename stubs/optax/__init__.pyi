@@ -44,3 +44,18 @@ def chain(*args: GradientTransformation) -> GradientTransformation: ...
 def softmax_cross_entropy_with_integer_labels(
     logits: jax.Array, labels: jax.Array
 ) -> jax.Array: ...
+def sigmoid_binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array: ...
+
+Schedule = Callable[[jax.Array | int], jax.Array]
+
+def cosine_decay_schedule(
+    init_value: float, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0
+) -> Schedule: ...
+def warmup_cosine_decay_schedule(
+    init_value: float,
+    peak_value: float,
+    warmup_steps: int,
+    decay_steps: int,
+    end_value: float = 0.0,
+    exponent: float = 1.0,
+) -> Schedule: ...
