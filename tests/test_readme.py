@@ -42,3 +42,12 @@ def test_readme_commands_are_the_ci_commands() -> None:
     assert "NOX_STEP='python3 -m nox'" in ci
     assert 'python3 -m pip install -e ".[examples]" && python3 examples/train_digits.py' in text
     assert (README.parent / "examples" / "train_digits.py").exists()
+
+
+def test_readme_typing_block_is_the_type_checked_file() -> None:
+    # typecheck/check_readme.py is checked by mypy and pyright in CI; the README shows
+    # the same code, so what it claims about inferred types stays true
+    block = re.search(r"## Static typing\n.*?```python\n(.*?)```", README.read_text(), re.S)
+    assert block is not None
+    checked = (README.parent / "typecheck" / "check_readme.py").read_text()
+    assert checked.endswith(block.group(1))
