@@ -176,7 +176,8 @@ def jit(
         call_args, call_kwargs, static_args = _take_static(
             f, lift.args, lift.kwargs, static_nums, static_names
         )
-        static = _JitStatic(lift.static, tuple(static_args))
+        # the LiftStatic alone keys the trace when there are no static arguments
+        static = _JitStatic(lift.static, tuple(static_args)) if static_args else lift.static
         out, changes = jitted(static, lift.traced, tuple(call_args), call_kwargs)
         lift.write_back(changes)
         return out  # type: ignore[no-any-return]
@@ -186,24 +187,33 @@ def jit(
 
 def _traced(
     f: Callable[..., Any], stateful: bool
-) -> Callable[[_JitStatic, list[Any], tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]:
+) -> Callable[
+    [_JitStatic | LiftStatic, list[Any], tuple[Any, ...], dict[str, Any]], tuple[Any, Any]
+]:
     """The function `jax.jit` traces: rebuild the modules from their leaves and the
     static arguments, call `f`, and return its output with what changed."""
 
     def inner(
-        static: _JitStatic, leaves: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        static: _JitStatic | LiftStatic,
+        leaves: list[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> tuple[Any, Any]:
-        args_list = list(args)
-        for slot, value in static.static_args:
-            if isinstance(slot, int):
-                args_list[slot] = value
-            else:
-                kwargs = {**kwargs, slot: value}
-        root, call_args, call_kwargs = enter(static.lift, leaves, tuple(args_list), kwargs)
+        if isinstance(static, _JitStatic):
+            args_list = list(args)
+            for slot, value in static.static_args:
+                if isinstance(slot, int):
+                    args_list[slot] = value
+                else:
+                    kwargs = {**kwargs, slot: value}
+            args, lift = tuple(args_list), static.lift
+        else:
+            lift = static
+        root, call_args, call_kwargs = enter(lift, leaves, args, kwargs)
         out = f(*call_args, **call_kwargs)
         if not stateful:
             return out, None
-        return out, leave(root, static.lift, leaves, "nnx.jit")
+        return out, leave(root, lift, leaves, "nnx.jit")
 
     return inner
 
