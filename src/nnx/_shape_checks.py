@@ -468,6 +468,31 @@ def _keeps_unchecked_layout(spec: AttrSpec, old: Any, payload: Any, seed: Bindin
     return bool(_check_payload(spec, old_payload, seed)[0])
 
 
+def instance_bindings(module: ModuleObject) -> tuple[Bindings, dict[str, str]]:
+    """What the instance's annotated attributes bind, as a fresh seed for a call check:
+    `((single, variadic), owners)`, owners naming the attribute that bound each name."""
+    return _seed(_memo(module), "")
+
+
+def describe_value(value: Any) -> str:
+    """`float32[2,5]` for an array, the type (and short repr) for anything else."""
+    return _describe(value)
+
+
+def bound_text(annotation: type[Any], bindings: Bindings, owners: dict[str, str]) -> str:
+    """`din=3 (bound by .w), n=2 (bound by argument x)` for the names of `annotation`
+    that were bound before the failing check ("" if none)."""
+    names = named_dims(annotation)
+    parts: list[str] = []
+    for dim, size in (*bindings[0].items(), *bindings[1].items()):
+        if dim in names and dim in owners:
+            owner = owners[dim]
+            by = owner if owner.startswith("argument ") else f".{owner}"
+            star = "*" if dim in bindings[1] else ""
+            parts.append(f"{star}{dim}={_bound_value(size)} (bound by {by})")
+    return ", ".join(parts)
+
+
 def commit(module: ModuleObject, name: str, own: Bindings | None) -> None:
     memo = _memo(module)
     if own is None or not (own[0] or own[1]):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from typing_extensions import Self, TypeVar
 
+from .._call_checks import wrap_checked_methods
 from .._compat import current_trace
 from .._filters import Filter, Path, check_filters
 from .._module_object import ModuleObject, init_internals, vars_of
@@ -115,6 +116,11 @@ class Module(ModuleObject):
     __slots__ = ()  # the private slots are ModuleObject's (_module_object.py)
 
     _nnx_int_keys: bool = False  # Sequence: digit attribute names are int path keys
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # methods annotated with array types check their calls (zero cost otherwise)
+        wrap_checked_methods(cls)
 
     if not TYPE_CHECKING:
         __orig_class__ = _NoOrigClass()

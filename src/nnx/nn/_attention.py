@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, Shaped
 
 from .._context import Context
 from .._module import Module
@@ -131,6 +131,8 @@ class MultiHeadAttention(Module):
     cache_index: Cache[Int[Array, ""]]
     num_heads: int
     head_dim: int
+    in_features: int
+    out_features: int
 
     def __init__(
         self,
@@ -171,6 +173,8 @@ class MultiHeadAttention(Module):
         self.out = dense(qkv_features, out_features)
         self.num_heads = num_heads
         self.head_dim = qkv_features // num_heads
+        self.in_features = in_features
+        self.out_features = out_features
         self.dropout_rate = dropout_rate
         self.deterministic = deterministic
 
@@ -197,15 +201,15 @@ class MultiHeadAttention(Module):
 
     def __call__(
         self,
-        inputs_q: jax.Array,
-        inputs_kv: jax.Array | None = None,
+        inputs_q: Shaped[Array, "*batch_dims q_length in_features"],
+        inputs_kv: Shaped[Array, "*batch_dims kv_length in_features"] | None = None,
         *,
         mask: jax.Array | None = None,
         causal: bool = False,
         decode: bool = False,
         deterministic: bool | None = None,
         ctx: Context | None = None,
-    ) -> jax.Array:
+    ) -> Shaped[Array, "*batch_dims q_length out_features"]:
         """Attend from `inputs_q` to `inputs_kv` (or to `inputs_q` itself).
 
         Args:

@@ -89,6 +89,7 @@ class Conv(Module):
     kernel: Param[Shaped[Array, "*kernel_size in_per_group out_features"]]
     bias: Param[Shaped[Array, " out_features"] | None]
     kernel_size: tuple[int, ...]
+    in_features: int
     in_per_group: int
     out_features: int
 
@@ -176,7 +177,9 @@ class Conv(Module):
             raise ValueError(f"Invalid padding format: {padding!r} (need {n} entries)")
         return x, pairs
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(
+        self, inputs: Shaped[Array, "... in_features"]
+    ) -> Shaped[Array, "... out_features"]:
         """Convolve `inputs`.
 
         Args:

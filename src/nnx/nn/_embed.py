@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Shaped
 
@@ -76,7 +75,7 @@ class Embed(Module):
         self.features = features
         self.dtype = dtype
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: Shaped[Array, "*batch"]) -> Shaped[Array, "*batch features"]:
         """Look up the rows `inputs` index.
 
         Args:
@@ -97,7 +96,9 @@ class Embed(Module):
         (embedding,) = promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
         return jnp.take(embedding, inputs, axis=0)
 
-    def attend(self, query: jax.Array) -> jax.Array:
+    def attend(
+        self, query: Shaped[Array, "*batch features"]
+    ) -> Shaped[Array, "*batch num_embeddings"]:
         """`query @ embedding.T`: a score per embedding (e.g. tied output logits).
 
         Args:

@@ -96,7 +96,9 @@ class Linear(Module):
         self.precision = precision
         self.dot_general = dot_general
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(
+        self, inputs: Shaped[Array, "*batch in_features"]
+    ) -> Shaped[Array, "*batch out_features"]:
         """Apply the layer to the last axis of `inputs`.
 
         Args:

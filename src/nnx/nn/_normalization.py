@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Shaped
 
+from .._call_checks import check_axis_size
 from .._context import Context
 from .._module import Module
 from .._variables import BatchStat, Param
@@ -157,6 +158,7 @@ class BatchNorm(Module):
             ctx,
         )
         x = jnp.asarray(x)
+        check_axis_size(self, "__call__", "x", x, self.axis, "num_features")
         axis = self.axis % x.ndim
         reduction_axes = tuple(i for i in range(x.ndim) if i != axis)
         stat_shape = _feature_shape(x.ndim, axis, self.num_features)
@@ -278,6 +280,7 @@ class LayerNorm(Module):
             The normalized array, of `x`'s shape.
         """
         x = jnp.asarray(x)
+        check_axis_size(self, "__call__", "x", x, self.feature_axes, "num_features")
         y = _normalize(x, self.reduction_axes, self.epsilon)
         feature_shape = _feature_shape(x.ndim, self.feature_axes, self.num_features)
         if self.scale is not None:
@@ -334,7 +337,9 @@ class RMSNorm(Module):
         self.epsilon = epsilon
         self.dtype = dtype
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: Shaped[Array, "*batch num_features"]
+    ) -> Shaped[Array, "*batch num_features"]:
         """Scale `x` by the inverse root mean square of its last axis, then by `scale`.
 
         Args:
@@ -417,7 +422,9 @@ class GroupNorm(Module):
         self.epsilon = epsilon
         self.dtype = dtype
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(
+        self, x: Shaped[Array, "*batch num_features"]
+    ) -> Shaped[Array, "*batch num_features"]:
         """Normalize each group of channels of `x`, then scale and shift.
 
         Args:

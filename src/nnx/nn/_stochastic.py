@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array, Shaped
 
 from .._context import Context
 from .._module import Module
@@ -59,8 +60,12 @@ class Dropout(Module):
         self.rate = probability("Dropout", "rate", self.rate)
 
     def __call__(
-        self, inputs: jax.Array, *, deterministic: bool | None = None, ctx: Context | None = None
-    ) -> jax.Array:
+        self,
+        inputs: Shaped[Array, "*shape"],
+        *,
+        deterministic: bool | None = None,
+        ctx: Context | None = None,
+    ) -> Shaped[Array, "*shape"]:
         """Apply dropout to `inputs`, or return them unchanged in deterministic mode.
 
         Args:

@@ -1,0 +1,188 @@
+"""Shape-checked calls: a Module method whose parameters or return carry a jaxtyping
+array type checks them when it is called, against the dimensions the instance's
+annotated attributes bind (DECISIONS.md, "Shape-checked calls").
+
+`wrap_checked_methods(cls)` runs once per Module subclass, at class creation. It wraps
+only the methods defined on that class whose annotations hold an array type (or, when
+they cannot be resolved yet, look like one); every other method is left alone, so it
+costs nothing. The annotations are resolved on a method's first call and the check
+plan (which positional slot or keyword holds which annotated argument) is kept.
+
+A call seeds jaxtyping's memo with the instance's bindings (`_shape_checks._memo`),
+checks each annotated argument in order and then the return value, so names that no
+attribute binds (`n`, `*batch`) are bound by the call, consistently across it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import sys
+import typing
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+from ._errors import ShapeCheckError
+from ._jaxtyping_internals import Bindings, annotation_text, check_array, is_array_annotation
+from ._module_object import ModuleObject
+from ._shape_checks import bound_text, describe_value, instance_bindings, shape_checks_enabled
+
+__all__ = ["check_axis_size", "wrap_checked_methods"]
+
+# A string annotation that names a jaxtyping dtype: `Float[Array, "n din"]`, ...
+_LOOKS_LIKE_ARRAY: Final = re.compile(
+    r"\b(Float|Int|Integer|UInt|Bool|Num|Real|Inexact|Complex|Shaped|Key|"
+    r"Float\d+|Int\d+|UInt\d+|BFloat16|Complex\d+)\["
+)
+_RETURN: Final = "return"
+
+
+class _Plan:
+    """Which arguments of one method are checked: `(name, position, annotation)` (the
+    position counts `self`; -1 for keyword-only), and the return's annotation."""
+
+    __slots__ = ("args", "ret")
+
+    def __init__(self, args: tuple[tuple[str, int, type[Any]], ...], ret: type[Any] | None) -> None:
+        self.args = args
+        self.ret = ret
+
+
+def _resolve(fn: Callable[..., Any]) -> dict[str, Any]:
+    module = sys.modules.get(getattr(fn, "__module__", ""), None)
+    namespace = vars(module) if module is not None else {}
+    return typing.get_type_hints(fn, globalns=namespace, include_extras=True)
+
+
+def _array_of(hint: Any) -> type[Any] | None:
+    """The array annotation in `hint`: itself, or the one of `X | None` (a None value is
+    then not checked)."""
+    if is_array_annotation(hint):
+        return cast("type[Any]", hint)
+    options = [a for a in typing.get_args(hint) if a is not type(None)]
+    if (
+        len(options) == 1
+        and type(None) in typing.get_args(hint)
+        and is_array_annotation(options[0])
+    ):
+        return cast("type[Any]", options[0])
+    return None
+
+
+def _plan(fn: Callable[..., Any]) -> _Plan:
+    hints = _resolve(fn)
+    args: list[tuple[str, int, type[Any]]] = []
+    for position, param in enumerate(inspect.signature(fn).parameters.values()):
+        hint = _array_of(hints.get(param.name))
+        if hint is None:
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue  # *args / **kwargs: not checked
+        keyword_only = param.kind is param.KEYWORD_ONLY
+        args.append((param.name, -1 if keyword_only else position, hint))
+    return _Plan(tuple(args), _array_of(hints.get(_RETURN)))
+
+
+def _wants_checks(fn: Callable[..., Any]) -> bool:
+    """Whether `fn`'s annotations hold a jaxtyping array type (resolved if possible,
+    else judged by their text: a forward reference can only be resolved later)."""
+    raw: dict[str, Any] = getattr(fn, "__annotations__", None) or {}
+    if not raw:
+        return False
+    try:
+        hints = _resolve(fn)
+    except Exception:
+        return any(isinstance(a, str) and _LOOKS_LIKE_ARRAY.search(a) for a in raw.values())
+    return any(_array_of(h) is not None for h in hints.values())
+
+
+def wrap_checked_methods(cls: type[ModuleObject]) -> None:
+    """Wrap the methods `cls` itself defines whose annotations hold an array type."""
+    for name, attr in list(vars(cls).items()):
+        if name == "__init__" or (name.startswith("__") and name != "__call__"):
+            continue
+        if not inspect.isfunction(attr) or getattr(attr, "_nnx_call_checked", False):
+            continue
+        if _wants_checks(attr):
+            setattr(cls, name, _checked(attr))
+
+
+def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    plan: _Plan | None = None
+    qualname = fn.__name__
+
+    @functools.wraps(fn)
+    def checked(self: ModuleObject, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        nonlocal plan
+        if not shape_checks_enabled():
+            return fn(self, *args, **kwargs)
+        if plan is None:
+            plan = _plan(fn)
+        bindings, owners = instance_bindings(self)
+        where = f"{type(self).__name__}.{qualname}"
+        for name, position, annotation in plan.args:
+            if 0 < position <= len(args):
+                value = args[position - 1]
+            elif name in kwargs:
+                value = kwargs[name]
+            else:
+                continue  # left to its default
+            if value is None:
+                continue  # an optional array not given
+            bindings = _check(where, f"argument {name}", annotation, value, bindings, owners)
+            for dim in _new_names(bindings, owners):
+                owners[dim] = f"argument {name}"
+        out = fn(self, *args, **kwargs)
+        if plan.ret is not None:
+            _check(where, "return", plan.ret, out, bindings, owners)
+        return out
+
+    setattr(checked, "_nnx_call_checked", True)  # noqa: B010 - a marker on a function
+    return checked
+
+
+def _new_names(bindings: Bindings, owners: dict[str, str]) -> list[str]:
+    return [dim for dim in (*bindings[0], *bindings[1]) if dim not in owners]
+
+
+def _check(
+    where: str,
+    what: str,
+    annotation: type[Any],
+    value: Any,
+    bindings: Bindings,
+    owners: dict[str, str],
+) -> Bindings:
+    __tracebackhide__ = True
+    reason, after = check_array(annotation, value, bindings)
+    if not reason:
+        return after
+    message = (
+        f"{where}: {what}: expected {annotation_text(annotation)}, got "
+        f"{describe_value(value)}\n  reason: {reason}"
+    )
+    bound = bound_text(annotation, bindings, owners)
+    if bound:
+        message += "\n  " + bound
+    raise ShapeCheckError(message)
+
+
+def check_axis_size(
+    module: ModuleObject, method: str, argument: str, value: Any, axis: int, dim: str
+) -> None:
+    """A call check for a layer whose feature axis is an option (BatchNorm's `axis`):
+    `value.shape[axis]` must be the module's `dim` attribute. Raises ShapeCheckError in
+    the format of annotated calls; nothing when shape checks are off."""
+    __tracebackhide__ = True
+    if not shape_checks_enabled():
+        return
+    size = getattr(module, dim)
+    shape: tuple[int, ...] | None = getattr(value, "shape", None)
+    if shape is not None and -len(shape) <= axis < len(shape) and shape[axis] == size:
+        return
+    raise ShapeCheckError(
+        f"{type(module).__name__}.{method}: argument {argument}: expected {dim}={size} at "
+        f"axis {axis}, got {describe_value(value)}\n  {dim}={size} (bound by .{dim})"
+    )
