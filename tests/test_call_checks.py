@@ -268,3 +268,19 @@ def test_built_in_layers_accept_what_they_always_accepted():
     assert mha(jnp.ones((3, 1, 4, 8)), jnp.ones((3, 1, 6, 8))).shape == (3, 1, 4, 8)
     mha.init_cache(batch_size=1, max_length=4)
     assert mha(jnp.ones((1, 1, 8)), decode=True).shape == (1, 1, 8)
+
+
+def test_a_check_that_passed_is_not_reused_for_other_shapes_or_dimensions():
+    p = Proj(3, 4)
+    for _ in range(3):  # repeated calls of one shape: the check that passed is reused
+        assert p(jnp.ones((2, 3))).shape == (2, 4)
+    with pytest.raises(nnx.ShapeCheckError):
+        p(jnp.ones((2, 3), jnp.int32))  # another dtype
+    p.w = jnp.ones((5, 4))  # the instance now binds din=5
+    assert p(jnp.ones((2, 5))).shape == (2, 4)
+    with pytest.raises(nnx.ShapeCheckError, match=r"din=5 \(bound by .w\)"):
+        p(jnp.ones((2, 3)))
+    with pytest.raises(nnx.ShapeCheckError, match="return"):
+        Truncating(3, 4)(jnp.ones((2, 3)))
+    with pytest.raises(nnx.ShapeCheckError, match="return"):
+        Truncating(3, 4)(jnp.ones((2, 3)))  # a failed return is never remembered

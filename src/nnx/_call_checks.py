@@ -23,6 +23,8 @@ import typing
 from collections.abc import Callable
 from typing import Any, Final, cast
 
+import jax
+
 from ._errors import ShapeCheckError
 from ._jaxtyping_internals import Bindings, annotation_text, check_array, is_array_annotation
 from ._module_object import ModuleObject
@@ -108,9 +110,17 @@ def wrap_checked_methods(cls: type[ModuleObject]) -> None:
             setattr(cls, name, _checked(attr))
 
 
+_SEEN_LIMIT: Final = 256  # distinct (instance dims, argument shapes) kept per method
+
+
 def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
     plan: _Plan | None = None
     qualname = fn.__name__
+    # Checks that passed, by (instance bindings, argument shapes and dtypes): the
+    # bindings they left, and the return shapes that passed after them. A repeated
+    # call of the same shapes then costs a dict lookup, not jaxtyping's checks.
+    seen: dict[Any, tuple[Bindings, dict[str, str]]] = {}
+    seen_returns: set[Any] = set()
 
     @functools.wraps(fn)
     def checked(self: ModuleObject, *args: Any, **kwargs: Any) -> Any:
@@ -121,26 +131,76 @@ def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
         if plan is None:
             plan = _plan(fn)
         bindings, owners = instance_bindings(self)
-        where = f"{type(self).__name__}.{qualname}"
-        for name, position, annotation in plan.args:
-            if 0 < position <= len(args):
-                value = args[position - 1]
-            elif name in kwargs:
-                value = kwargs[name]
-            else:
-                continue  # left to its default
-            if value is None:
-                continue  # an optional array not given
-            bindings = _check(where, f"argument {name}", annotation, value, bindings, owners)
-            for dim in _new_names(bindings, owners):
-                owners[dim] = f"argument {name}"
+        given = _given(plan, args, kwargs)
+        key = _key(bindings, given)
+        known = seen.get(key) if key is not None else None
+        if known is None:
+            where = f"{type(self).__name__}.{qualname}"
+            for name, annotation, value in given:
+                bindings = _check(where, f"argument {name}", annotation, value, bindings, owners)
+                for dim in _new_names(bindings, owners):
+                    owners[dim] = f"argument {name}"
+            if key is not None:
+                if len(seen) >= _SEEN_LIMIT:
+                    seen.clear()
+                    seen_returns.clear()
+                seen[key] = (bindings, owners)
+        else:
+            bindings, owners = known
         out = fn(self, *args, **kwargs)
         if plan.ret is not None:
-            _check(where, "return", plan.ret, out, bindings, owners)
+            out_key = (key, _shape_key(out)) if key is not None else None
+            if out_key is None or out_key not in seen_returns:
+                where = f"{type(self).__name__}.{qualname}"
+                _check(where, "return", plan.ret, out, bindings, owners)
+                if out_key is not None and out_key[1] is not None:
+                    seen_returns.add(out_key)
         return out
 
     setattr(checked, "_nnx_call_checked", True)  # noqa: B010 - a marker on a function
     return checked
+
+
+def _given(
+    plan: _Plan, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[tuple[str, type[Any], Any]]:
+    """The annotated arguments of this call: `(name, annotation, value)`."""
+    given: list[tuple[str, type[Any], Any]] = []
+    for name, position, annotation in plan.args:
+        if 0 < position <= len(args):
+            value = args[position - 1]
+        elif name in kwargs:
+            value = kwargs[name]
+        else:
+            continue  # left to its default
+        if value is not None:  # None: an optional array not given
+            given.append((name, annotation, value))
+    return given
+
+
+def _shape_key(value: Any) -> Any:
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        return None
+    return (shape, dtype, type(value) is jax.ShapeDtypeStruct)
+
+
+def _key(bindings: Bindings, given: list[tuple[str, type[Any], Any]]) -> Any:
+    """What a call's argument checks depend on, or None if an argument has no shape."""
+    keys: list[Any] = []
+    for _, _, value in given:
+        k = _shape_key(value)
+        if k is None:
+            return None
+        keys.append(k)
+    single, variadic = bindings
+    key = (tuple(single.items()), tuple(variadic.items()), tuple(keys))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable binding: check without the memo
+        return None
+    return key
 
 
 def _new_names(bindings: Bindings, owners: dict[str, str]) -> list[str]:
