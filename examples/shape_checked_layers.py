@@ -5,8 +5,10 @@
 Declares a layer with jaxtyping annotations, then makes classic mistakes — a
 transposed weight, an int bias, a Variable of the wrong kind, a weight that disagrees
 with another attribute about a dimension — and prints the error each one raises.
-Finally it shows that checks run at trace time under `jax.jit` (no per-call cost) and
-can be turned off.
+Then the classic mistakes of what a layer is *given*: too many features, a missing
+batch axis where one is required, channels-first images into a channels-last Conv,
+queries of the wrong width into attention, BatchNorm over the wrong axis. Finally it shows that checks run at
+trace time under `jax.jit` (no per-call cost) and can be turned off.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Affine(nnx.Module):
         self.b = nnx.Param(jnp.zeros((dout,)))
         self.scale = jnp.ones((din,))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: Float[Array, "n din"]) -> Float[Array, "n dout"]:
         return (x * self.scale) @ self.w + self.b
 
 
@@ -54,6 +56,16 @@ def main() -> None:
     )
     show("scale disagrees with w about din", lambda: setattr(layer, "scale", jnp.ones((5,))))
     assert layer.w.shape == (4, 3)  # every failed assignment left the old value
+
+    # calls: the inputs are checked against the dimensions the layer holds
+    show("5 features into a din=4 layer", lambda: layer(jnp.ones((2, 5))))
+    show("no batch axis where 'n din' is declared", lambda: layer(jnp.ones((4,))))
+    conv = nnx.Conv(3, 8, (3, 3), ctx=nnx.context(1))
+    show("channels-first image into a channels-last Conv", lambda: conv(jnp.ones((1, 3, 32, 32))))
+    attention = nnx.MultiHeadAttention(num_heads=2, in_features=16, ctx=nnx.context(2))
+    show("queries of 8 features into in_features=16", lambda: attention(jnp.ones((1, 5, 8))))
+    norm = nnx.BatchNorm(16, ctx=nnx.context(3))
+    show("BatchNorm over the wrong axis", lambda: norm(jnp.ones((16, 4)), True))
 
     traces: list[int] = []
 

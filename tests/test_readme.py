@@ -28,6 +28,9 @@ def test_readme_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert "State({\n  ('b',): Param(value=Array(float32[2]))," in out
     assert "TraceContextError" in out
     assert "bound by other attributes: dout=3 (from .b)" in out
+    assert "Proj.__call__: argument x: expected Float[Array, 'n din'], got float32[2,5]" in out
+    assert "din=3 (bound by .w)" in out
+    assert "Linear.__call__: argument inputs: expected Shaped[Array, '*batch in_features']" in out
     model: object = namespace["model"]
     assert isinstance(model, nnx.Module)
     assert model.count == 2  # type: ignore[attr-defined]
