@@ -7,8 +7,9 @@ transposed weight, an int bias, a Variable of the wrong kind, a weight that disa
 with another attribute about a dimension — and prints the error each one raises.
 Then the classic mistakes of what a layer is *given*: too many features, a missing
 batch axis where one is required, channels-first images into a channels-last Conv,
-queries of the wrong width into attention, BatchNorm over the wrong axis. Finally it shows that checks run at
-trace time under `jax.jit` (no per-call cost) and can be turned off.
+queries of the wrong width into attention, BatchNorm over the wrong axis. Finally it
+shows that checks run at trace time under `jax.jit` (no per-call cost) and can be
+turned off.
 """
 
 from __future__ import annotations
