@@ -284,3 +284,22 @@ def test_a_check_that_passed_is_not_reused_for_other_shapes_or_dimensions():
         Truncating(3, 4)(jnp.ones((2, 3)))
     with pytest.raises(nnx.ShapeCheckError, match="return"):
         Truncating(3, 4)(jnp.ones((2, 3)))  # a failed return is never remembered
+
+
+def test_an_annotation_that_cannot_be_resolved_leaves_the_others_checked():
+    class Local:  # a local class: not resolvable from the module's namespace
+        pass
+
+    class Tagged(nnx.Module):
+        w: nnx.Param[Float[Array, "din dout"]]
+
+        def __init__(self) -> None:
+            self.w = nnx.Param(jnp.ones((3, 4)))
+
+        def __call__(self, x: Float[Array, "n din"], tag: Local) -> Float[Array, "n dout"]:
+            return x @ self.w
+
+    m = Tagged()
+    assert m(jnp.ones((2, 3)), Local()).shape == (2, 4)
+    with pytest.raises(nnx.ShapeCheckError, match="argument x"):
+        m(jnp.ones((2, 5)), Local())

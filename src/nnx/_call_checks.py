@@ -51,10 +51,24 @@ class _Plan:
         self.ret = ret
 
 
-def _resolve(fn: Callable[..., Any]) -> dict[str, Any]:
+def _resolve(fn: Callable[..., Any]) -> tuple[dict[str, Any], list[str]]:
+    """`(hints, unresolved)`: the annotations of `fn` evaluated in its module, each on
+    its own, so that one name that cannot be resolved (a local class, a forward
+    reference) leaves the others usable; `unresolved` holds the strings that failed."""
+    raw: dict[str, Any] = getattr(fn, "__annotations__", None) or {}
     module = sys.modules.get(getattr(fn, "__module__", ""), None)
-    namespace = vars(module) if module is not None else {}
-    return typing.get_type_hints(fn, globalns=namespace, include_extras=True)
+    namespace = dict(vars(module)) if module is not None else {}
+    hints: dict[str, Any] = {}
+    unresolved: list[str] = []
+    for name, annotation in raw.items():
+        if not isinstance(annotation, str):
+            hints[name] = annotation
+            continue
+        try:
+            hints[name] = eval(annotation, namespace)
+        except Exception:
+            unresolved.append(annotation)
+    return hints, unresolved
 
 
 def _array_of(hint: Any) -> type[Any] | None:
@@ -73,7 +87,7 @@ def _array_of(hint: Any) -> type[Any] | None:
 
 
 def _plan(fn: Callable[..., Any]) -> _Plan:
-    hints = _resolve(fn)
+    hints, _ = _resolve(fn)  # an annotation that still cannot be resolved is not checked
     args: list[tuple[str, int, type[Any]]] = []
     for position, param in enumerate(inspect.signature(fn).parameters.values()):
         hint = _array_of(hints.get(param.name))
@@ -87,16 +101,12 @@ def _plan(fn: Callable[..., Any]) -> _Plan:
 
 
 def _wants_checks(fn: Callable[..., Any]) -> bool:
-    """Whether `fn`'s annotations hold a jaxtyping array type (resolved if possible,
-    else judged by their text: a forward reference can only be resolved later)."""
-    raw: dict[str, Any] = getattr(fn, "__annotations__", None) or {}
-    if not raw:
-        return False
-    try:
-        hints = _resolve(fn)
-    except Exception:
-        return any(isinstance(a, str) and _LOOKS_LIKE_ARRAY.search(a) for a in raw.values())
-    return any(_array_of(h) is not None for h in hints.values())
+    """Whether `fn`'s annotations hold a jaxtyping array type: resolved where possible,
+    judged by their text where not (a forward reference may resolve at the first call)."""
+    hints, unresolved = _resolve(fn)
+    if any(_array_of(h) is not None for h in hints.values()):
+        return True
+    return any(_LOOKS_LIKE_ARRAY.search(text) for text in unresolved)
 
 
 def wrap_checked_methods(cls: type[ModuleObject]) -> None:
