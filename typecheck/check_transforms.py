@@ -257,3 +257,18 @@ def vmap_keeps_the_signature(layer: Block, x: jax.Array) -> None:
     decorator = nnx.vmap(variable_axes={nnx.Param: 0}, split_rngs="dropout", axis_size=4)
     assert_type(decorator(block_step)(layer, x, x), tuple[jax.Array, jax.Array])
     nnx.vmap(block_step, axis_size="four")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+
+
+def control_flow(m: nnx.Linear, x: jax.Array) -> None:
+    def run(model: nnx.Linear, x: jax.Array) -> jax.Array:
+        return model(x)
+
+    assert_type(nnx.cond(x.sum() > 0, run, run, m, x), jax.Array)
+    assert_type(nnx.switch(1, [run, run], m, x), jax.Array)
+
+    def body(i: jax.Array, val: tuple[nnx.Linear, jax.Array]) -> tuple[nnx.Linear, jax.Array]:
+        return val
+
+    assert_type(nnx.fori_loop(0, 3, body, (m, x)), tuple[nnx.Linear, jax.Array])
+    assert_type(nnx.while_loop(lambda model: True, lambda model: model, m), nnx.Linear)
+    nnx.fori_loop(0, 3, body, x)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

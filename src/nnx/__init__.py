@@ -14,6 +14,12 @@ from ._context import (
     RngStream as RngStream,
     context as context,
 )
+from ._control_flow import (
+    cond as cond,
+    fori_loop as fori_loop,
+    switch as switch,
+    while_loop as while_loop,
+)
 from ._dataclasses import (
     dataclass as dataclass,
     field as field,
