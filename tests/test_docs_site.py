@@ -45,7 +45,7 @@ API = DOCS / "api"
 MKDOCS_YML = ROOT / "mkdocs.yml"
 
 # The modules whose public names the API reference must cover.
-CHECKED_MODULES = ("nnx", "nnx.nn", "nnx.nn.initializers", "nnx.checkpoints")
+CHECKED_MODULES = ("nnx", "nnx.nn", "nnx.nn.initializers", "nnx.checkpoints", "nnx.metrics")
 
 PAGES = sorted(DOCS.rglob("*.md"))
 _PYTHON_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

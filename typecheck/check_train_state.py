@@ -46,3 +46,14 @@ def rejected(model: nnx.Linear) -> None:
     _ = state.batch_stats  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
     bn_only: nnx.TrainState[nnx.Linear, nnx.BatchStat[Any]] = state  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
     del bn_only
+
+
+def optimizer(model: nnx.Linear, grads: nnx.State[Any]) -> None:
+    opt = nnx.Optimizer(model, optax.adam(1e-3))
+    assert_type(opt, nnx.Optimizer[nnx.Linear])
+    assert_type(opt.model, nnx.Linear)  # generic in the model type
+    opt.update(grads)
+    metrics = nnx.metrics.MultiMetric(loss=nnx.metrics.Average("loss"))
+    metrics.update(loss=jax.numpy.ones(()))
+    assert_type(metrics.compute(), dict[str, jax.Array])
+    nnx.Optimizer(1, optax.adam(1e-3))  # type: ignore[type-var]  # pyright: ignore[reportArgumentType]

@@ -4,7 +4,7 @@ and shape-checked at run time."""
 from importlib.metadata import PackageNotFoundError, version as _version
 from typing import TYPE_CHECKING
 
-from . import checkpoints as checkpoints, nn as nn
+from . import checkpoints as checkpoints, metrics as metrics, nn as nn
 from ._collections import Dict as Dict, Sequence as Sequence
 from ._compat import TraceState as TraceState
 from ._context import (
@@ -132,6 +132,7 @@ from .nn import (
 )
 
 if TYPE_CHECKING:
+    from ._optimizer import Optimizer as Optimizer, OptState as OptState
     from ._train_state import TrainState as TrainState
 else:
 
@@ -141,6 +142,10 @@ else:
             from ._train_state import TrainState
 
             return TrainState
+        if name in ("Optimizer", "OptState"):  # optax too
+            from . import _optimizer
+
+            return getattr(_optimizer, name)
         raise AttributeError(f"module 'nnx' has no attribute {name!r}")
 
 
