@@ -5,7 +5,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from typing import TYPE_CHECKING
 
 from . import checkpoints as checkpoints, metrics as metrics, nn as nn
-from ._collections import Dict as Dict, Sequence as Sequence
+from ._collections import Dict as Dict, Sequence as Sequence, Sequential as Sequential
 from ._compat import TraceState as TraceState
 from ._context import (
     Context as Context,
@@ -79,6 +79,7 @@ from ._spmd import (
     with_logical_partitioning as with_logical_partitioning,
 )
 from ._state import State as State
+from ._summary import iter_modules as iter_modules, summary as summary
 from ._var import var as var, variable_type as variable_type
 from ._variables import (
     BatchStat as BatchStat,
@@ -102,6 +103,7 @@ from .nn import (
     Linear as Linear,
     MultiHeadAttention as MultiHeadAttention,
     RMSNorm as RMSNorm,
+    avg_pool as avg_pool,
     celu as celu,
     dot_product_attention as dot_product_attention,
     elu as elu,
@@ -116,6 +118,8 @@ from .nn import (
     log_sigmoid as log_sigmoid,
     log_softmax as log_softmax,
     logsumexp as logsumexp,
+    max_pool as max_pool,
+    min_pool as min_pool,
     normalize as normalize,
     one_hot as one_hot,
     relu as relu,

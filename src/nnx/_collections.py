@@ -11,7 +11,7 @@ from typing_extensions import TypeIs, TypeVar
 
 from ._module import Module
 
-__all__ = ["Dict", "Sequence"]
+__all__ = ["Dict", "Sequence", "Sequential"]
 
 T = TypeVar("T", default=Any)
 D = TypeVar("D")
@@ -133,6 +133,31 @@ class Sequence(Module, Generic[T]):
             else:
                 args, kwargs = (result,), {}
         return result
+
+
+class Sequential(Sequence[T]):
+    """Layers called in order: `nnx.Sequential(a, b, c)(x)` is `c(b(a(x)))`.
+
+    An `nnx.Sequence` built from positional arguments (flax.nnx and equinox spell it
+    so): Modules or plain callables, chained as `Sequence` chains them (a tuple output
+    is unpacked into the next call, `ctx=` reaches the layers that take it); its state
+    partitions like any module's (paths `(0, "kernel")`, ...).
+
+    Args:
+        *layers: The layers, in call order.
+
+    Example:
+        ```python
+        ctx = nnx.context(0)
+        model = nnx.Sequential(nnx.Linear(2, 8, ctx=ctx), nnx.relu, nnx.Linear(8, 1, ctx=ctx))
+        assert model(jnp.ones((4, 2))).shape == (4, 1)
+        params, _ = model.partition(nnx.Param)
+        assert (2, "kernel") in params
+        ```
+    """
+
+    def __init__(self, *layers: T) -> None:
+        super().__init__(layers)
 
 
 class Dict(Module, Generic[T]):

@@ -55,4 +55,5 @@ from ._normalization import (
     LayerNorm as LayerNorm,
     RMSNorm as RMSNorm,
 )
+from ._pooling import avg_pool as avg_pool, max_pool as max_pool, min_pool as min_pool
 from ._stochastic import Dropout as Dropout
