@@ -854,3 +854,24 @@ def test_jit_and_grad_through_layers():
     loss1, _ = train_step(model)
     loss2, _ = train_step(model)
     assert float(loss2) < float(loss1) < float(loss0)
+
+
+def test_instance_norm_normalizes_each_example_and_channel_over_space():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3)) * 3.0 + 1.0
+    norm = nnx.InstanceNorm(3, ctx=nnx.context(0))
+    norm.scale = jnp.array([1.0, 2.0, 3.0])
+    norm.bias = jnp.array([0.0, 1.0, -1.0])
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = x.var(axis=(1, 2), keepdims=True)
+    expected = (x - mean) / jnp.sqrt(var + 1e-6) * norm.scale + norm.bias
+    np.testing.assert_allclose(norm(x), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(nnx.ShapeCheckError, match="InstanceNorm.__call__: argument x"):
+        norm(jnp.ones((2, 5, 6, 4)))
+
+
+def test_prelu_learns_its_negative_slope():
+    act = nnx.PReLU(0.25)
+    x = jnp.array([-4.0, -1.0, 0.0, 2.0])
+    np.testing.assert_allclose(act(x), jnp.where(x >= 0, x, 0.25 * x))
+    grads = nnx.grad(lambda m: jnp.sum(m(x)))(act)
+    np.testing.assert_allclose(grads[("negative_slope",)].value, -5.0)

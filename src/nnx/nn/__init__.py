@@ -49,11 +49,14 @@ from ._conv import Conv as Conv
 from ._dtypes import canonicalize_dtype as canonicalize_dtype, promote_dtype as promote_dtype
 from ._embed import Embed as Embed
 from ._linear import Linear as Linear
+from ._lora import LoRA as LoRA, LoRALinear as LoRALinear, LoRAParam as LoRAParam
 from ._normalization import (
     BatchNorm as BatchNorm,
     GroupNorm as GroupNorm,
+    InstanceNorm as InstanceNorm,
     LayerNorm as LayerNorm,
     RMSNorm as RMSNorm,
 )
 from ._pooling import avg_pool as avg_pool, max_pool as max_pool, min_pool as min_pool
+from ._prelu import PReLU as PReLU
 from ._stochastic import Dropout as Dropout

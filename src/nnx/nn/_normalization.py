@@ -442,3 +442,73 @@ class GroupNorm(Module):
         if self.bias is not None:
             y = y + self.bias
         return jnp.asarray(y, canonicalize_dtype(x, self.scale, self.bias, dtype=self.dtype))
+
+
+class InstanceNorm(Module):
+    """Normalize each example's channels over its spatial axes (channels last).
+
+    For `x` of shape `(batch, *spatial, num_features)`, each example and channel is
+    normalized over the spatial axes, then scaled and shifted per channel (as
+    `flax.nnx.InstanceNorm`; GroupNorm with one channel per group).
+
+    Args:
+        num_features: The number of channels (> 0), the shape of `scale` and `bias`.
+        epsilon: Added to the variance. Default 1e-6.
+        dtype: The output dtype. Default: promoted from the input and parameters.
+        param_dtype: The parameters' dtype. Default float32.
+        use_bias: Whether to add `bias`. Default True.
+        use_scale: Whether to multiply by `scale`. Default True.
+        bias_init: Initializer of `bias`. Default zeros.
+        scale_init: Initializer of `scale`. Default ones.
+        ctx: The Context to draw `scale` and `bias` keys from.
+
+    Example:
+        ```python
+        norm = nnx.InstanceNorm(3, ctx=nnx.context(0))
+        y = norm(jax.random.normal(jax.random.key(0), (2, 8, 8, 3)))
+        assert jnp.allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-5)
+        assert jnp.allclose(y.std(axis=(1, 2)), 1.0, atol=1e-3)
+        ```
+    """
+
+    scale: Param[Shaped[Array, " num_features"] | None]
+    bias: Param[Shaped[Array, " num_features"] | None]
+    num_features: int
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        epsilon: float = 1e-6,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        use_bias: bool = True,
+        use_scale: bool = True,
+        bias_init: initializers.Initializer = _default_bias_init,
+        scale_init: initializers.Initializer = _default_scale_init,
+        ctx: Context,
+    ) -> None:
+        shape = (positive("InstanceNorm", "num_features", num_features),)
+        self.scale = _optional_param(use_scale, scale_init, ctx, shape, param_dtype)
+        self.bias = _optional_param(use_bias, bias_init, ctx, shape, param_dtype)
+        self.num_features = num_features
+        self.epsilon = epsilon
+        self.dtype = dtype
+
+    def __call__(
+        self, x: Shaped[Array, "batch *spatial num_features"]
+    ) -> Shaped[Array, "batch *spatial num_features"]:
+        """Normalize over the spatial axes, per example and channel.
+
+        Args:
+            x: `(batch, *spatial, num_features)`, at least one spatial axis.
+
+        Returns:
+            The normalized array, of `x`'s shape.
+        """
+        y = _normalize(jnp.asarray(x), tuple(range(1, x.ndim - 1)), self.epsilon)
+        if self.scale is not None:
+            y = y * self.scale
+        if self.bias is not None:
+            y = y + self.bias
+        return jnp.asarray(y, canonicalize_dtype(x, self.scale, self.bias, dtype=self.dtype))
