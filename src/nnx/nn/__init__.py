@@ -59,4 +59,10 @@ from ._normalization import (
 )
 from ._pooling import avg_pool as avg_pool, max_pool as max_pool, min_pool as min_pool
 from ._prelu import PReLU as PReLU
+from ._recurrent import (
+    RNN as RNN,
+    GRUCell as GRUCell,
+    LSTMCell as LSTMCell,
+    SimpleCell as SimpleCell,
+)
 from ._stochastic import Dropout as Dropout
