@@ -48,6 +48,11 @@ from ._attention import (
 from ._conv import Conv as Conv
 from ._dtypes import canonicalize_dtype as canonicalize_dtype, promote_dtype as promote_dtype
 from ._embed import Embed as Embed
+from ._general import (
+    ConvTranspose as ConvTranspose,
+    Einsum as Einsum,
+    LinearGeneral as LinearGeneral,
+)
 from ._linear import Linear as Linear
 from ._lora import LoRA as LoRA, LoRALinear as LoRALinear, LoRAParam as LoRAParam
 from ._normalization import (
