@@ -105,3 +105,33 @@ def test_zero_feature_sizes_are_refused_not_replaced(name):
     # regression: `qkv_features or in_features` silently read 0 as "in_features"
     with pytest.raises(ValueError, match=f"MultiHeadAttention.*{name}.*0"):
         nnx.MultiHeadAttention(2, 8, **{name: 0}, ctx=nnx.context(0))
+
+
+def test_rotary_embedding_makes_scores_depend_on_relative_positions():
+    q = jax.random.normal(jax.random.key(0), (1, 1, 1, 8))
+    k = jax.random.normal(jax.random.key(1), (1, 1, 1, 8))
+
+    def score(m: int, n: int) -> jax.Array:
+        rq = nnx.rotary_embedding(q, jnp.array([m]))
+        rk = nnx.rotary_embedding(k, jnp.array([n]))
+        return jnp.sum(rq * rk)
+
+    np.testing.assert_allclose(score(3, 1), score(7, 5), rtol=1e-5)  # both 2 apart
+    assert not np.allclose(score(3, 1), score(3, 2))
+    x = jax.random.normal(jax.random.key(2), (2, 5, 2, 8))
+    np.testing.assert_allclose(nnx.rotary_embedding(x, jnp.zeros(5)), x)  # position 0: identity
+    with pytest.raises(ValueError, match="head_dim must be even"):
+        nnx.rotary_embedding(jnp.ones((1, 2, 1, 3)))
+
+
+def test_rotary_attention_decodes_like_the_full_causal_pass():
+    attn = nnx.MultiHeadAttention(2, 8, rotary=True, ctx=nnx.context(0))
+    plain = nnx.MultiHeadAttention(2, 8, ctx=nnx.context(0))
+    x = jax.random.normal(jax.random.key(3), (1, 4, 8))
+    full = attn(x, causal=True)
+    assert not np.allclose(full, plain(x, causal=True))  # the rotation changes scores
+    attn.init_cache(batch_size=1, max_length=4)
+    steps = [attn(x[:, i : i + 1], decode=True) for i in range(4)]
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5)
+    with pytest.raises(ValueError, match="rotary=True needs an even head_dim"):
+        nnx.MultiHeadAttention(2, 6, qkv_features=6, rotary=True, ctx=nnx.context(0))

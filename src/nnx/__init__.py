@@ -136,6 +136,7 @@ from .nn import (
     one_hot as one_hot,
     relu as relu,
     relu6 as relu6,
+    rotary_embedding as rotary_embedding,
     selu as selu,
     sigmoid as sigmoid,
     silu as silu,

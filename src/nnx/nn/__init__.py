@@ -44,6 +44,7 @@ from ._activations import (
 from ._attention import (
     MultiHeadAttention as MultiHeadAttention,
     dot_product_attention as dot_product_attention,
+    rotary_embedding as rotary_embedding,
 )
 from ._conv import Conv as Conv
 from ._dtypes import canonicalize_dtype as canonicalize_dtype, promote_dtype as promote_dtype

@@ -81,6 +81,56 @@ def dot_product_attention(
     return _einsum("...hqk,...khd->...qhd", weights, value)
 
 
+def rotary_embedding(
+    x: Shaped[Array, "*batch seq heads head_dim"],
+    positions: jax.Array | None = None,
+    *,
+    base: float = 10000.0,
+) -> Shaped[Array, "*batch seq heads head_dim"]:
+    """Rotary position embedding (RoPE): rotate pairs of features of each head by
+    angles proportional to the position, so that `q . k` depends on positions only
+    through their difference.
+
+    The two halves of `head_dim` are the pairs' coordinates (the GPT-NeoX layout);
+    frequencies are `base ** (-i / (head_dim / 2))`.
+
+    Args:
+        x: Queries or keys, `(..., seq, heads, head_dim)` with an even `head_dim`.
+        positions: The position of each step, broadcastable to `(..., seq)`. Default
+            `0, 1, ..., seq - 1`.
+        base: The frequency base. Default 10000.
+
+    Returns:
+        `x` rotated, same shape and dtype.
+
+    Raises:
+        ValueError: If `head_dim` is odd.
+
+    Example:
+        ```python
+        q = jax.random.normal(jax.random.key(0), (1, 6, 2, 8))
+        k = jax.random.normal(jax.random.key(1), (1, 6, 2, 8))
+        rq, rk = nnx.rotary_embedding(q), nnx.rotary_embedding(k)
+        assert jnp.allclose(jnp.linalg.norm(rq, axis=-1), jnp.linalg.norm(q, axis=-1), atol=1e-5)
+        shifted = nnx.rotary_embedding(q, jnp.arange(6) + 3)
+        assert not jnp.allclose(shifted, rq)
+        ```
+    """
+    head_dim = x.shape[-1]
+    if head_dim % 2:
+        raise ValueError(f"rotary_embedding: head_dim must be even, got {head_dim}")
+    half = head_dim // 2
+    seq = x.shape[-3]
+    pos = jnp.arange(seq) if positions is None else jnp.asarray(positions)
+    freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angles = pos.astype(jnp.float32)[..., None] * freqs  # (..., seq, half)
+    cos = jnp.cos(angles)[..., None, :]
+    sin = jnp.sin(angles)[..., None, :]
+    x1, x2 = x[..., :half], x[..., half:]
+    rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return rotated.astype(x.dtype)
+
+
 class MultiHeadAttention(Module):
     """Multi-head attention: `attn(x)` (self-attention) or `attn(q_inputs, kv_inputs)`.
 
@@ -103,6 +153,8 @@ class MultiHeadAttention(Module):
         dropout_rate: Dropout on the attention weights, in [0, 1]. Default 0.
         deterministic: The default dropout mode. Default None: decided per call
             (only asked for when `dropout_rate > 0`).
+        rotary: Whether to apply `nnx.rotary_embedding` to the queries and keys (at
+            their positions; when decoding, continuing from the cache). Default False.
         use_bias: Whether the projections have biases. Default True.
         dtype: The computation dtype of the projections. Default: promoted.
         param_dtype: The dtype of the parameters. Default float32.
@@ -143,6 +195,7 @@ class MultiHeadAttention(Module):
         *,
         dropout_rate: float = 0.0,
         deterministic: bool | None = None,
+        rotary: bool = False,
         use_bias: bool = True,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
@@ -177,6 +230,11 @@ class MultiHeadAttention(Module):
         self.out_features = out_features
         self.dropout_rate = dropout_rate
         self.deterministic = deterministic
+        if rotary and self.head_dim % 2:
+            raise ValueError(
+                f"MultiHeadAttention: rotary=True needs an even head_dim, got {self.head_dim}"
+            )
+        self.rotary = rotary
 
     def init_cache(self, batch_size: int, max_length: int, dtype: Any = jnp.float32) -> None:
         """Create an empty kv-cache for decoding `max_length` positions.
@@ -241,6 +299,10 @@ class MultiHeadAttention(Module):
         key = self._heads(self.key(inputs_kv))
         value = self._heads(self.value(inputs_kv))
         q_len = query.shape[-3]
+        if self.rotary:  # positions continue from the cache when decoding
+            offset = self.cache_index if decode and "cache_index" in vars(self) else 0
+            query = rotary_embedding(query, jnp.add(offset, jnp.arange(q_len)))
+            key = rotary_embedding(key, jnp.add(offset, jnp.arange(key.shape[-3])))
         if decode:
             key, value, allowed = self._decode_step(key, value, q_len)
             mask = allowed if mask is None else jnp.logical_and(mask, allowed)
