@@ -56,6 +56,28 @@ def dropout(ctx: nnx.Context, x: jax.Array) -> None:
     assert_type(nnx.Dropout(rate=0.1, broadcast_dims=(0,), deterministic=True)(x), jax.Array)
 
 
+def breadth(ctx: nnx.Context, x: jax.Array) -> None:
+    assert_type(nnx.LoRALinear(2, 3, lora_rank=1, ctx=ctx)(x), jax.Array)
+    assert_type(nnx.LoRA(2, 1, 3, ctx=ctx).lora_a, jax.Array)
+    assert_type(nnx.Einsum("bd,dk->bk", (2, 3), ctx=ctx)(x), jax.Array)
+    assert_type(nnx.LinearGeneral((2,), (3, 4), ctx=ctx)(x), jax.Array)
+    assert_type(nnx.ConvTranspose(2, 3, (2,), ctx=ctx)(x), jax.Array)
+    assert_type(nnx.InstanceNorm(2, ctx=ctx)(x), jax.Array)
+    assert_type(nnx.PReLU()(x), jax.Array)
+    assert_type(nnx.GRUCell(2, 3, ctx=ctx)(x, x), tuple[jax.Array, jax.Array])
+    lstm = nnx.LSTMCell(2, 3, ctx=ctx)
+    assert_type(lstm.initialize_carry((4, 2)), tuple[jax.Array, jax.Array])
+    assert_type(nnx.max_pool(x, (2,)), jax.Array)
+    assert_type(nnx.rotary_embedding(x), jax.Array)
+    seq = nnx.Sequential(nnx.Linear(2, 3, ctx=ctx), nnx.Linear(3, 3, ctx=ctx))
+    assert_type(seq, nnx.Sequential[nnx.Linear])
+    assert_type(seq[0], nnx.Linear)
+    assert_type(nnx.summary(seq), str)
+    for path, module in nnx.iter_modules(seq):
+        assert_type(path, tuple[str | int, ...])
+        assert_type(module, nnx.Module)
+
+
 # -- rejected --------------------------------------------------------------------------
 
 
@@ -70,3 +92,5 @@ def rejected(
     bn(x, ctx=1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     nnx.Dropout("half")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     drop(x, True)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    nnx.LoRALinear(2, 3, ctx=ctx)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    nnx.GRUCell(2, 3, ctx=ctx)(x)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
