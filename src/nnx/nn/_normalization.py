@@ -444,12 +444,12 @@ class GroupNorm(Module):
         return jnp.asarray(y, canonicalize_dtype(x, self.scale, self.bias, dtype=self.dtype))
 
 
-class InstanceNorm(Module):
+class InstanceNorm(GroupNorm):
     """Normalize each example's channels over its spatial axes (channels last).
 
     For `x` of shape `(batch, *spatial, num_features)`, each example and channel is
     normalized over the spatial axes, then scaled and shifted per channel (as
-    `flax.nnx.InstanceNorm`; GroupNorm with one channel per group).
+    `flax.nnx.InstanceNorm`): a `GroupNorm` with one channel per group.
 
     Args:
         num_features: The number of channels (> 0), the shape of `scale` and `bias`.
@@ -471,10 +471,6 @@ class InstanceNorm(Module):
         ```
     """
 
-    scale: Param[Shaped[Array, " num_features"] | None]
-    bias: Param[Shaped[Array, " num_features"] | None]
-    num_features: int
-
     def __init__(
         self,
         num_features: int,
@@ -488,27 +484,16 @@ class InstanceNorm(Module):
         scale_init: initializers.Initializer = _default_scale_init,
         ctx: Context,
     ) -> None:
-        shape = (positive("InstanceNorm", "num_features", num_features),)
-        self.scale = _optional_param(use_scale, scale_init, ctx, shape, param_dtype)
-        self.bias = _optional_param(use_bias, bias_init, ctx, shape, param_dtype)
-        self.num_features = num_features
-        self.epsilon = epsilon
-        self.dtype = dtype
-
-    def __call__(
-        self, x: Shaped[Array, "batch *spatial num_features"]
-    ) -> Shaped[Array, "batch *spatial num_features"]:
-        """Normalize over the spatial axes, per example and channel.
-
-        Args:
-            x: `(batch, *spatial, num_features)`, at least one spatial axis.
-
-        Returns:
-            The normalized array, of `x`'s shape.
-        """
-        y = _normalize(jnp.asarray(x), tuple(range(1, x.ndim - 1)), self.epsilon)
-        if self.scale is not None:
-            y = y * self.scale
-        if self.bias is not None:
-            y = y + self.bias
-        return jnp.asarray(y, canonicalize_dtype(x, self.scale, self.bias, dtype=self.dtype))
+        positive("InstanceNorm", "num_features", num_features)
+        super().__init__(
+            num_features,
+            num_groups=num_features,
+            epsilon=epsilon,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            use_bias=use_bias,
+            use_scale=use_scale,
+            bias_init=bias_init,
+            scale_init=scale_init,
+            ctx=ctx,
+        )
