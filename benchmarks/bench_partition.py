@@ -6,7 +6,8 @@ Measures, in one process and interleaved round-robin (so machine load hits all
 variants alike):
 
 - `jax.tree_util.tree_flatten` of an equivalent list of 100 {kernel, bias} dicts
-  (the baseline every ratio is relative to);
+  (the floor of the splitting cases) and `tree_unflatten` back into that list (the
+  floor of the merging cases: `merge`, flax.nnx `merge`, equinox `combine`);
 - `model.partition()`: of an unchanged model (the structure is cached), of a fresh
   model (its first partition builds that cache), and after a structural change at
   the root (only the root's own layout is rebuilt);
@@ -15,7 +16,7 @@ variants alike):
 - flax.nnx `split`/`merge` and equinox `partition`, when those are installed.
 
 Prints median and minimum microseconds per call and the ratio of medians to the
-baseline. Never run as a test.
+case's floor. Never run as a test.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ import nnx
 N_LAYERS = 100
 WIDTH = 32
 FRESH_POOL = 2000
+FLATTEN = "jax tree_flatten(list of 100 {kernel, bias})"
+UNFLATTEN = "jax tree_unflatten(...) of the same list"
+MERGING = ("merge", "combine")  # cases whose floor is UNFLATTEN
 
 
 def nnx_cases() -> dict[str, Callable[[], object]]:
@@ -110,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     tree = baseline_tree()
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
     cases: dict[str, Callable[[], Any]] = {
-        "jax tree_flatten(list of 100 {kernel, bias})": lambda: jax.tree_util.tree_flatten(tree),
+        FLATTEN: lambda: jax.tree_util.tree_flatten(tree),
+        UNFLATTEN: lambda: jax.tree_util.tree_unflatten(treedef, leaves),
     }
     cases.update(nnx_cases())
     cases.update(flax_cases())
@@ -125,13 +131,16 @@ def main(argv: list[str] | None = None) -> None:
             seconds = timeit.timeit(fn, number=args.number)
             samples[name].append(seconds / args.number * 1e6)
 
-    base = statistics.median(next(iter(samples.values())))
+    floors = {name: statistics.median(samples[name]) for name in (FLATTEN, UNFLATTEN)}
     python = sys.version.split()[0]
     print(f"jax {jax.__version__}, python {python}, {N_LAYERS} x Linear({WIDTH}, {WIDTH})")
-    print(f"{'case':<48} {'median us':>10} {'min us':>9} {'x baseline':>11}")
+    print(f"{'case':<48} {'median us':>10} {'min us':>9} {'x floor':>8}  floor")
     for name, values in samples.items():
         median = statistics.median(values)
-        print(f"{name:<48} {median:>10.1f} {min(values):>9.1f} {median / base:>10.1f}x")
+        floor = UNFLATTEN if name == UNFLATTEN or any(w in name for w in MERGING) else FLATTEN
+        ratio = median / floors[floor]
+        label = floor.split("(")[0].removeprefix("jax ")
+        print(f"{name:<48} {median:>10.1f} {min(values):>9.1f} {ratio:>7.1f}x  {label}")
 
 
 if __name__ == "__main__":

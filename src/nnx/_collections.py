@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, overload
 from typing_extensions import TypeIs, TypeVar
 
 from ._module import Module
+from ._module_object import vars_of
 
 __all__ = ["Dict", "Sequence", "Sequential"]
 
@@ -67,7 +68,7 @@ class Sequence(Module, Generic[T]):
             setattr(self, str(i), item)
 
     def _count(self) -> int:
-        return sum(1 for name in self.__dict__ if name.isdigit())
+        return sum(1 for name in vars_of(self) if name.isdigit())
 
     def __len__(self) -> int:
         return self._count()
@@ -191,7 +192,7 @@ class Dict(Module, Generic[T]):
             setattr(self, key, value)
 
     def __getitem__(self, key: str) -> T:
-        if key not in self.__dict__:
+        if key not in vars_of(self):
             raise KeyError(key)
         item: T = getattr(self, key)
         return item
@@ -200,18 +201,18 @@ class Dict(Module, Generic[T]):
         setattr(self, key, value)
 
     def __delitem__(self, key: str) -> None:
-        if key not in self.__dict__:
+        if key not in vars_of(self):
             raise KeyError(key)
         delattr(self, key)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.__dict__
+        return key in vars_of(self)
 
     def __len__(self) -> int:
-        return len(self.__dict__)
+        return len(vars_of(self))
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self.__dict__))
+        return iter(sorted(vars_of(self)))
 
     @overload
     def get(self, key: str, /) -> T | None: ...
@@ -219,7 +220,7 @@ class Dict(Module, Generic[T]):
     def get(self, key: str, /, default: T | D) -> T | D: ...
     def get(self, key: str, /, default: Any = None) -> Any:
         """The item at `key`, or `default` (None) if there is none."""
-        return getattr(self, key) if key in self.__dict__ else default
+        return getattr(self, key) if key in vars_of(self) else default
 
     def keys(self) -> KeysView[str]:
         """A view of the keys, sorted."""

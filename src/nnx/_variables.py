@@ -355,12 +355,14 @@ class Node(Container[A]):
         ```
     """
 
-    __slots__ = ("_name", "_owner")
+    __slots__ = ("_owner",)
 
     collection: ClassVar[str] = "node"
 
+    # The Module holding this box, if any (merge and assignment set it). The attribute
+    # name is not stored: a write through `.value` looks it up (a rare path), so each
+    # box built by merge costs one store less.
     _owner: weakref.ReferenceType[Any] | None
-    _name: str
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -409,11 +411,20 @@ class Node(Container[A]):
     @value.setter
     def value(self, new_value: A) -> None:
         owner = self._owner() if self._owner is not None else None
-        if owner is not None:
+        name = None if owner is None else _name_in(owner, self)
+        if owner is not None and name is not None:
             # The owning Module checks the trace and the declared shape first.
-            owner._nnx_write_variable(self._name, self, new_value)
+            owner._nnx_write_variable(name, self, new_value)
         else:
             self._value = new_value
+
+
+def _name_in(module: Any, node: Node[Any]) -> str | None:
+    """The attribute of `module` that holds `node`, or None if it holds it no more."""
+    for name, value in object.__getattribute__(module, "__dict__").items():
+        if value is node:
+            return str(name)
+    return None
 
 
 def _node_flatten(node: Node[Any]) -> tuple[tuple[Any], Metadata]:

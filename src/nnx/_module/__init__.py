@@ -65,12 +65,19 @@ Caches, what they key on, what invalidates them:
   slots of the whole graph) is valid while every module in the graph keeps the
   version it had; `partition()` of an unchanged model then only gathers the leaves.
 - A ModuleDef's *merge plan* is computed on first use and kept: a ModuleDef is immutable.
+  It holds one builder per module (`_builders.py`: straight-line code generated once per
+  tuple of leaf names and shared by all modules of that shape). The modules one merge
+  builds share one fresh version number: versions are only ever compared per module.
 
 Ownership: a Module owns the Variable objects it holds. Assigning a Variable stores a
 copy; `partition` returns copies; `merge`/`update_state` copy values in. So a State is
 a snapshot, and writing `variable.value` on a Module's own Variable (reachable as
-`vars(module)[name]`) is checked by the Module like any other assignment (each owned
-Variable knows its owner and its attribute name).
+`vars(module)[name]`) is checked by the Module like any other assignment: each owned
+Variable holds a weak reference to its owner (the attribute name is looked up when
+such a write happens). Merge leaves that reference to be set when the module's
+`__dict__` is first handed out (`claim_variables`): `vars(module)` is the only way
+user code reaches a Module's own Variables, and most merged modules (inside
+transforms, `apply`) never get there. Internal code reads the dict with `vars_of`.
 """
 
 from ._graph import GraphSpec as GraphSpec, graph_cache as graph_cache

@@ -288,4 +288,5 @@ def _build_graph_cache(root: Module) -> _GraphCache:
 
     moduledef = visit(root, ())
     assert isinstance(moduledef, ModuleDef)
+    moduledef._paths = paths
     return _GraphCache(modules, moduledef, paths, leaf_slots, mutable_statics)

@@ -12,7 +12,7 @@ from typing_extensions import Self, TypeVar
 from .._call_checks import wrap_checked_methods
 from .._compat import current_trace
 from .._filters import Filter, Path, check_filters
-from .._module_object import ModuleObject, init_internals, vars_of
+from .._module_object import ModuleObject, claim_variables, init_internals, vars_of
 from .._nodes import MODULE, kind_of
 from .._repr import indent, repr_value
 from .._state import State, split_pairs
@@ -129,6 +129,10 @@ class Module(ModuleObject):
             module = object.__new__(cls)
             init_internals(module, current_trace())
             return module
+
+        # `vars(module)` and `module.__dict__` come here (internal code reads the dict
+        # with `vars_of`): the Variables that merge left without an owner get it now.
+        __dict__ = property(claim_variables)
 
         def __getattribute__(self, name):
             value = _object_getattribute(self, name)
@@ -558,7 +562,7 @@ class Module(ModuleObject):
     def __setstate__(self, state: dict[str, Any]) -> None:
         d = vars_of(self)
         for name, value in state.items():
-            d[name] = owned_copy(value, self, name) if is_node_box(value) else value
+            d[name] = owned_copy(value, self) if is_node_box(value) else value
 
     def __treescope_repr__(self, path: str | None, subtree_renderer: Any) -> Any:
         """treescope's rich repr: attributes with Variables boxed (kind visible);

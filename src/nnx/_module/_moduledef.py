@@ -4,19 +4,21 @@ module graph from a ModuleDef and State(s) through a precompiled merge plan."""
 from __future__ import annotations
 
 import copy
+import operator
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, cast
 
 from typing_extensions import TypeIs, TypeVar
 
 from .._compat import current_trace, register_pytree_node
 from .._filters import Path
-from .._module_object import bump, check_trace, forget_dims, init_internals, vars_of
+from .._module_object import bump, check_trace, forget_dims, next_version, retypable, vars_of
 from .._nodes import ARRAY, kind_of
 from .._repr import indent
 from .._state import State, path_sort_key
 from .._variables import Node
+from ._builders import Builder, builder_for
 
 if TYPE_CHECKING:
     from ._module import Module
@@ -89,31 +91,41 @@ MISSING: Final = _Missing()
 
 
 class _MergePlan:
-    """What merge needs from a ModuleDef, flattened once: node types, statics,
-    submodule links and the leaf slots in path order."""
+    """What merge needs from a ModuleDef, compiled once per ModuleDef.
 
-    __slots__ = ("leaf_slots", "nodes", "optional_paths", "path_set", "paths")
+    `builders` has one builder per module, in index order (`_builders.py`): it makes
+    the module with its static attributes (immutable ones copied from a ready dict in
+    one step; mutable ones deep-copied per merge, so a merged module never shares a
+    list with the ModuleDef) and its leaves, which it reads from the leaf values at
+    its offset. A module's leaves are consecutive in that list when its submodules'
+    keys do not sort between them (the common case); otherwise `gather` reorders the
+    values first. `links` holds the submodule attributes of the modules that have any.
+    """
+
+    __slots__ = ("builders", "gather", "links", "optional_paths", "path_set", "paths")
 
     def __init__(self, root: ModuleDef[Any]) -> None:
-        self.nodes: list[
-            tuple[type[Module], tuple[tuple[str, Any], ...], list[tuple[str, int]]]
-        ] = []
+        self.links: list[tuple[int, tuple[tuple[str, int], ...]]] = []
         self.paths: list[Path] = []
-        self.leaf_slots: list[tuple[int, str]] = []
         optional: list[Path] = []
+        # per module: its ModuleDef, leaf names and leaf positions in `paths`
+        nodes: list[tuple[ModuleDef[Any], tuple[str, ...], list[int]]] = []
 
         def visit(md: ModuleDef[Any], prefix: Path) -> None:
             links: list[tuple[str, int]] = []
-            self.nodes.append((md.type, md.static_fields, links))
-            index = md.index
+            names: list[str] = []
+            positions: list[int] = []
+            nodes.append((md, (), positions))
+            node_at = len(nodes) - 1
             subs = dict(md.submodules)
             leaves = set(md.leaf_keys)
             for key in md.keys:
                 if key in leaves:
+                    positions.append(len(self.paths))
                     self.paths.append((*prefix, key))
                     if key in md.intermediate_keys:
                         optional.append((*prefix, key))
-                    self.leaf_slots.append((index, attr_name(key)))
+                    names.append(attr_name(key))
                 else:
                     sub = subs[key]
                     if isinstance(sub, ModuleDef):
@@ -121,10 +133,50 @@ class _MergePlan:
                         visit(sub, (*prefix, key))
                     else:
                         links.append((attr_name(key), sub))
+            nodes[node_at] = (md, tuple(names), positions)
+            if links:
+                self.links.append((md.index, tuple(links)))
 
         visit(root, ())
+        order = [i for _, _, positions in nodes for i in positions]
+        self.gather = None if order == sorted(order) else operator.itemgetter(*order)
+        self.builders: list[Builder] = []
+        start = 0
+        for md, names, _ in nodes:
+            statics = {n: v for n, v in md.static_fields if not _is_mutable_static(v)}
+            mutable = tuple((n, v) for n, v in md.static_fields if _is_mutable_static(v))
+            build = builder_for(md.type, statics, mutable, names, start, retypable(md.type))
+            self.builders.append(build)
+            start += len(names)
+        if root._paths is not None and root._paths == self.paths:
+            self.paths = root._paths
         self.path_set = frozenset(self.paths)
         self.optional_paths = frozenset(optional)
+
+    def values(self, moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> Sequence[Any]:
+        """The entries of `mapping` in the builders' order; `MISSING` for an absent
+        intermediate. Raises the fit error if `mapping` does not fit."""
+        values = self._in_path_order(moduledef, mapping)
+        gather = self.gather
+        return values if gather is None else gather(values)
+
+    def _in_path_order(self, moduledef: ModuleDef[Any], mapping: dict[Path, Any]) -> list[Any]:
+        paths = self.paths
+        if len(mapping) == len(paths):
+            # A State from partition lists its paths in this order: compare the keys
+            # (a pointer comparison when they are the same tuples) instead of hashing
+            # every path.
+            if list(mapping) == paths:
+                return list(mapping.values())
+            try:
+                return [mapping[p] for p in paths]
+            except KeyError:
+                raise _fit_error(moduledef, mapping) from None
+        values = [mapping.get(p, MISSING) for p in paths]
+        missing = [p for p, v in zip(paths, values) if v is MISSING]
+        if len(mapping) + len(missing) != len(paths) or not self.optional_paths.issuperset(missing):
+            raise _fit_error(moduledef, mapping)
+        return values
 
 
 class ModuleDef(Generic[M]):
@@ -172,6 +224,7 @@ class ModuleDef(Generic[M]):
         "_intermediate_keys",
         "_keys",
         "_leaf_keys",
+        "_paths",
         "_plan",
         "_static_fields",
         "_submodules",
@@ -201,6 +254,9 @@ class ModuleDef(Generic[M]):
         self._keys = keys
         self._hash: int | None = None  # computed on first use
         self._plan: _MergePlan | None = None
+        # The path tuples of the State that partition made with this ModuleDef: the
+        # merge plan reuses those objects, so it recognises such a State by identity.
+        self._paths: list[Path] | None = None
 
     @property
     def type(self) -> type[M]:
@@ -454,37 +510,43 @@ def unflatten(
     moduledef: ModuleDef[Any], mapping: dict[Path, Any], into: Module | None = None
 ) -> Any:
     """Build the graph `moduledef` describes from `mapping`'s entries; `into`, if
-    given, is used as the root object (it must be of the root's type)."""
+    given, is used as the root object (it must be of the root's type).
+
+    The hot path of `merge`, and of every transform that rebuilds modules: one
+    builder call per module over the compiled plan (see `_builders.py`).
+    """
     plan = moduledef._get_plan()
-    leaf_slots = plan.leaf_slots
-    try:
-        values = [mapping[p] for p in plan.paths]
-    except KeyError:
-        leaf_slots, values = _without_intermediates(moduledef, mapping)
-    if len(mapping) != len(values):
-        raise _fit_error(moduledef, mapping)
+    values = plan.values(moduledef, mapping)
     trace = current_trace()
-    modules: list[Module] = []
-    for module_type, _, _ in plan.nodes:
-        module = object.__new__(module_type)
-        init_internals(module, trace)
-        modules.append(module)
-    if into is not None:
-        modules[0] = into
-    for module, (_, statics, links) in zip(modules, plan.nodes):
-        d = vars_of(module)
-        for name, value in statics:
-            d[name] = freeze_static(value)
-        for name, index in links:
-            d[name] = modules[index]
-    for (index, name), value in zip(leaf_slots, values):
-        module = modules[index]
-        if isinstance(value, Node):
-            value = owned_copy(value, module, name)  # pyright: ignore[reportUnknownArgumentType]
-        elif kind_of(value) != ARRAY:  # e.g. a Python float from a tree_map
+    version = next_version()  # one for all: versions are only compared per module
+
+    def other(d: dict[str, Any], name: str, value: Any) -> None:
+        if value is MISSING:  # an intermediate left out (DECISIONS 6)
+            return
+        if kind_of(value) != ARRAY:  # e.g. a Python float from a tree_map
             _refuse_non_state(moduledef, mapping, value, "merge")
-        vars_of(module)[name] = value
+        d[name] = value
+
+    modules: list[Module] = [build(values, trace, version, other) for build in plan.builders]
+    if into is not None:
+        _move_root(modules, into)
+    for index, links in plan.links:
+        d = vars_of(modules[index])
+        for name, target in links:
+            d[name] = modules[target]
     return modules[0]
+
+
+def _move_root(modules: list[Module], into: Module) -> None:
+    """Make `into` the root of the freshly built graph (`merge_into`): it takes the
+    built root's attributes, and its Variables now belong to `into`."""
+    d = vars_of(into)
+    d.update(vars_of(modules[0]))
+    owner = weakref.ref(into)
+    for value in d.values():
+        if isinstance(value, Node):
+            value._owner = owner
+    modules[0] = into
 
 
 def _refuse_non_state(
@@ -509,26 +571,7 @@ def merge_into(root: Module, moduledef: ModuleDef[Any], states: tuple[State[Any]
     forget_dims(root)
 
 
-def _without_intermediates(
-    moduledef: ModuleDef[Any], mapping: dict[Path, Any]
-) -> tuple[list[tuple[int, str]], list[Any]]:
-    """The leaf slots and values of `mapping` when some paths are missing: allowed
-    only for `nnx.Intermediate` entries (DECISIONS 6), else the fit error."""
-    plan = moduledef._get_plan()
-    slots: list[tuple[int, str]] = []
-    values: list[Any] = []
-    for slot, path in zip(plan.leaf_slots, plan.paths):
-        value = mapping.get(path, MISSING)
-        if value is not MISSING:
-            slots.append(slot)
-            values.append(value)
-        elif path not in plan.optional_paths:
-            raise _fit_error(moduledef, mapping)
-    return slots, values
-
-
-def owned_copy(node: Node[Any], module: Module, name: str) -> Node[Any]:
+def owned_copy(node: Node[Any], module: Module) -> Node[Any]:
     new = node.copy()
     new._owner = weakref.ref(module)
-    new._name = name
     return new

@@ -192,12 +192,12 @@ def plan_write(module: Module, name: str, value: Any, d: dict[str, Any]) -> Writ
             if new_box._metadata == box._metadata:
                 return box, new_box._value, False
             assert is_node_box(new_box)
-            return None, owned_copy(new_box, module, name), True
+            return None, owned_copy(new_box, module), True
         if isinstance(box, Static):
             return None, box.replace(value=value), True
         return box, value, False
     if is_node_box(value):
-        return None, owned_copy(value, module, name), True
+        return None, owned_copy(value, module), True
     if value_kind in (STATIC, MUTABLE_STATIC):
         what = _find_state_in_static(value)
         if what is not None:

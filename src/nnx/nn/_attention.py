@@ -12,6 +12,7 @@ from jaxtyping import Array, Float, Int, Shaped
 
 from .._context import Context
 from .._module import Module
+from .._module_object import vars_of
 from .._variables import Cache
 from ._common import positive, probability, reshape, resolve_flag
 from ._linear import Linear
@@ -300,7 +301,7 @@ class MultiHeadAttention(Module):
         value = self._heads(self.value(inputs_kv))
         q_len = query.shape[-3]
         if self.rotary:  # positions continue from the cache when decoding
-            offset = self.cache_index if decode and "cache_index" in vars(self) else 0
+            offset = self.cache_index if decode and "cache_index" in vars_of(self) else 0
             query = rotary_embedding(query, jnp.add(offset, jnp.arange(q_len)))
             key = rotary_embedding(key, jnp.add(offset, jnp.arange(key.shape[-3])))
         if decode:
@@ -337,7 +338,7 @@ class MultiHeadAttention(Module):
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Write this step's keys and values into the cache: `(all cached keys, all
         cached values, the mask of what each new query may attend to)`."""
-        if "cache_index" not in vars(self):
+        if "cache_index" not in vars_of(self):
             raise ValueError(
                 "MultiHeadAttention: decode=True needs a cache; call "
                 "init_cache(batch_size, max_length) first"
