@@ -983,3 +983,65 @@ def test_shaped_annotation_accepts_any_dtype():
     m.y = jnp.ones((3,), jnp.bool_)
     with pytest.raises(nnx.ShapeCheckError, match=r"AnyDtype\.y: (.|\n)*d=3 \(from \.x\)"):
         m.y = jnp.ones((4,), jnp.float16)
+
+
+# -- the cache of passed assignment checks (issue 16) ------------------------------------
+
+
+class TwoBinders(nnx.Module):
+    w: nnx.Param[Float[Array, "din dout"]]
+    x: Float[Array, " dout"]
+
+    def __init__(self) -> None:
+        self.w = nnx.Param(jnp.ones((2, 3)))
+        self.x = jnp.ones((3,))
+
+
+def test_a_cached_check_still_sees_the_other_attributes_bindings() -> None:
+    m = TwoBinders()
+    m.w = jnp.zeros((2, 3))  # passes, and is remembered with dout=3 bound by .x
+    m.w = jnp.zeros((2, 3))
+    del m.x
+    m.w = jnp.zeros((2, 4))  # nothing else binds dout now
+    m.x = jnp.ones((4,))
+    with pytest.raises(nnx.ShapeCheckError, match=r"dout=4 \(from \.x\)"):
+        m.w = jnp.zeros((2, 3))  # passed before, under other bindings
+    assert m.w.shape == (2, 4)
+
+
+def test_a_cached_check_still_sees_dtype_and_array_type() -> None:
+    m = TwoBinders()
+    m.w = jnp.zeros((2, 3))
+    with pytest.raises(nnx.ShapeCheckError, match="int32"):
+        m.w = jnp.zeros((2, 3), dtype=jnp.int32)
+    with pytest.raises(nnx.ShapeCheckError):
+        m.w = np.zeros((2, 3), dtype=np.float32)  # not a jax Array
+    assert m.w.dtype == jnp.float32 and isinstance(m.w, jax.Array)
+
+
+def test_a_cached_check_commits_the_new_bindings() -> None:
+    m = TwoBinders()
+    del m.x
+    for _ in range(2):  # the second time from the cache
+        m.w = jnp.zeros((2, 5))
+    with pytest.raises(nnx.ShapeCheckError, match=r"dout=5 \(from \.w\)"):
+        m.x = jnp.ones((3,))
+
+
+def test_cached_checks_under_jit() -> None:
+    m = TwoBinders()
+
+    @nnx.jit
+    def step(m: TwoBinders) -> None:
+        m.w = m.w * 2  # a tracer: checked at trace time like an array
+
+    step(m)
+    step(m)
+    assert jnp.array_equal(m.w, jnp.full((2, 3), 4.0))
+
+    @nnx.jit
+    def bad(m: TwoBinders) -> None:
+        m.w = jnp.zeros((2, 7))
+
+    with pytest.raises(nnx.ShapeCheckError, match=r"TwoBinders\.w"):
+        bad(m)

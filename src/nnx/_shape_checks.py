@@ -39,7 +39,7 @@ import sys
 import types
 import typing
 import warnings
-from collections.abc import Generator
+from collections.abc import Generator, Hashable
 from typing import Any, Final, Union
 
 import jax
@@ -148,6 +148,11 @@ class AttrSpec:
     text: str  # the annotation, for messages
     binds_dim: bool = False  # an `int` attribute binds the dimension of its name
     dims: frozenset[str] = frozenset()  # the dimension names `array` binds
+    # Array checks that passed: (payload class, shape, dtype, the bindings of the other
+    # attributes) -> the bindings this value makes. A check is a function of these.
+    passed: dict[Hashable, Bindings | None] = dataclasses.field(
+        default_factory=dict[Hashable, "Bindings | None"], compare=False, repr=False
+    )
 
 
 _NONE_TYPES: Final = (type(None), None)
@@ -394,10 +399,49 @@ def _is_int_tuple(x: object) -> TypeIs[tuple[int, ...]]:
     )
 
 
-def _memo(module: ModuleObject) -> dict[str, Bindings]:
-    memo: dict[str, Bindings] | None = dims_slot.__get__(module)
-    if memo is None:
-        memo = {}
+_PASSED_LIMIT: Final = 256  # per attribute spec; the cache starts over when full
+
+
+class _Dims:
+    """What a module's annotated attributes bind (its `_nnx_dims` slot): `memo` per
+    attribute, and per attribute name the seed of the others (with the attribute that
+    bound each name and a hashable key of it), computed once per change of `memo`."""
+
+    __slots__ = ("memo", "seeds")
+
+    def __init__(self, memo: dict[str, Bindings]) -> None:
+        self.memo = memo
+        self.seeds: dict[str, tuple[Bindings, dict[str, str], Hashable]] = {}
+
+    def seed(self, exclude: str) -> tuple[Bindings, dict[str, str], Hashable]:
+        """`(bindings, owners, key)` of every attribute but `exclude`; `key` is None if
+        a binding is not hashable."""
+        found = self.seeds.get(exclude)
+        if found is None:
+            seed, owners = _seed(self.memo, exclude)
+            key: Hashable
+            try:
+                key = (frozenset(seed[0].items()), frozenset(seed[1].items()))
+                hash(key)
+            except TypeError:
+                key = None
+            found = self.seeds[exclude] = (seed, owners, key)
+        return found
+
+    def commit(self, name: str, own: Bindings | None) -> None:
+        if own is None or not (own[0] or own[1]):
+            if name in self.memo:
+                del self.memo[name]
+                self.seeds.clear()
+        elif self.memo.get(name) != own:
+            self.memo[name] = own
+            self.seeds.clear()
+
+
+def _dims(module: ModuleObject) -> _Dims:
+    dims: _Dims | None = dims_slot.__get__(module)
+    if dims is None:
+        memo: dict[str, Bindings] = {}
         d = vars_of(module)
         for name, spec in class_specs(type(module)).items():
             if (spec.array is None and not spec.binds_dim) or name not in d:
@@ -408,8 +452,9 @@ def _memo(module: ModuleObject) -> dict[str, Bindings]:
             reason, own = _check_payload(spec, payload, seed)
             if not reason and own is not None:
                 memo[name] = own  # values that do not fit (e.g. stacked) bind nothing
-        dims_slot.__set__(module, memo)
-    return memo
+        dims = _Dims(memo)
+        dims_slot.__set__(module, dims)
+    return dims
 
 
 def check_assignment(module: ModuleObject, spec: AttrSpec, value: Any, old: Any) -> Bindings | None:
@@ -434,9 +479,19 @@ def check_assignment(module: ModuleObject, spec: AttrSpec, value: Any, old: Any)
                 f"{spec.kind.__name__}(value)",
             )
         payload = value
-    memo = _memo(module)
-    seed, owners = _seed(memo, spec.name)
+    seed, owners, seed_key = _dims(module).seed(spec.name)
+    key: Hashable = None
+    if spec.array is not None and seed_key is not None:
+        key = (payload.__class__, getattr(payload, "shape", None), _dtype(payload), seed_key)
+        try:
+            return spec.passed[key]
+        except KeyError:
+            pass  # first time: check below
     reason, own = _check_payload(spec, payload, seed)
+    if not reason and key is not None:
+        if len(spec.passed) >= _PASSED_LIMIT:
+            spec.passed.clear()
+        spec.passed[key] = own
     if reason:
         if _keeps_unchecked_layout(spec, old, payload, seed):
             return None
@@ -471,7 +526,8 @@ def _keeps_unchecked_layout(spec: AttrSpec, old: Any, payload: Any, seed: Bindin
 def instance_bindings(module: ModuleObject) -> tuple[Bindings, dict[str, str]]:
     """What the instance's annotated attributes bind, as a fresh seed for a call check:
     `((single, variadic), owners)`, owners naming the attribute that bound each name."""
-    return _seed(_memo(module), "")
+    seed, owners, _ = _dims(module).seed("")
+    return seed, dict(owners)
 
 
 def describe_value(value: Any) -> str:
@@ -494,8 +550,12 @@ def bound_text(annotation: type[Any], bindings: Bindings, owners: dict[str, str]
 
 
 def commit(module: ModuleObject, name: str, own: Bindings | None) -> None:
-    memo = _memo(module)
-    if own is None or not (own[0] or own[1]):
-        memo.pop(name, None)
-    else:
-        memo[name] = own
+    """Record the bindings `name`'s new value makes (after the write)."""
+    _dims(module).commit(name, own)
+
+
+def _dtype(payload: Any) -> Any:
+    try:
+        return payload.dtype
+    except AttributeError:
+        return None
