@@ -83,6 +83,9 @@ def jit_and_remat(m: Linear, x: jax.Array, ctx: nnx.Context) -> None:
     assert_type(nnx.jit(step)(m, x), jax.Array)
     assert_type(nnx.jit(step, static_argnums=(1,), stateful=False)(m, x), jax.Array)
     assert_type(nnx.jit(step_ctx)(m, x, ctx=ctx), jax.Array)
+    assert_type(nnx.jit(step, donate_argnums=0)(m, x), jax.Array)
+    assert_type(nnx.jit(step, donate_argnames=("model",))(m, x), jax.Array)
+    nnx.jit(step, donate_argnums="model")  # type: ignore[arg-type]  # pyright: ignore[reportCallIssue, reportArgumentType]
     assert_type(decorated(m, x), jax.Array)
     assert_type(decorated_static(m, 3), list[jax.Array])
     assert_type(m(x), jax.Array)

@@ -13,7 +13,8 @@ from typing_extensions import ParamSpec
 from ._compat import (
     jax_jit,
 )
-from ._lift import Lifted, LiftStatic, argnums_tuple, enter, leave
+from ._donation import Donated, split_donated
+from ._lift import Lifted, LiftStatic, StaticBox, argnums_tuple, enter, leave
 
 __all__ = ["jit"]
 
@@ -26,15 +27,21 @@ R = TypeVar("R")
 
 
 class _JitStatic:
-    """The hashable part of an `nnx.jit` call: the Modules' LiftStatic and the static
-    arguments."""
+    """The hashable part of an `nnx.jit` call: the Modules' LiftStatic, the static
+    arguments and, with donation, the indices of the donated module leaves."""
 
-    __slots__ = ("_hash", "lift", "static_args")
+    __slots__ = ("_hash", "donated", "lift", "static_args")
 
-    def __init__(self, lift: LiftStatic, static_args: tuple[tuple[int | str, Any], ...]) -> None:
+    def __init__(
+        self,
+        lift: LiftStatic,
+        static_args: tuple[tuple[int | str, Any], ...],
+        donated: tuple[int, ...] = (),
+    ) -> None:
         self.lift = lift
         self.static_args = static_args
-        self._hash = hash((lift, static_args, tuple(v.__class__ for _, v in static_args)))
+        self.donated = donated
+        self._hash = hash((lift, static_args, tuple(v.__class__ for _, v in static_args), donated))
 
     def __hash__(self) -> int:
         return self._hash
@@ -44,6 +51,7 @@ class _JitStatic:
             isinstance(other, _JitStatic)
             and self._hash == other._hash
             and self.static_args == other.static_args
+            and self.donated == other.donated
             and all(
                 type(a) is type(b) for (_, a), (_, b) in zip(self.static_args, other.static_args)
             )
@@ -59,6 +67,8 @@ def jit(
     stateful: bool = True,
     static_argnums: int | Sequence[int] = (),
     static_argnames: str | Sequence[str] = (),
+    donate_argnums: int | Sequence[int] = (),
+    donate_argnames: str | Sequence[str] = (),
     **jit_kwargs: Any,
 ) -> Callable[P, R]: ...
 @overload
@@ -69,6 +79,8 @@ def jit(
     stateful: bool = True,
     static_argnums: int | Sequence[int] = (),
     static_argnames: str | Sequence[str] = (),
+    donate_argnums: int | Sequence[int] = (),
+    donate_argnames: str | Sequence[str] = (),
     **jit_kwargs: Any,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def jit(
@@ -78,6 +90,8 @@ def jit(
     stateful: bool = True,
     static_argnums: int | Sequence[int] = (),
     static_argnames: str | Sequence[str] = (),
+    donate_argnums: int | Sequence[int] = (),
+    donate_argnames: str | Sequence[str] = (),
     **jit_kwargs: Any,
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """`jax.jit` for functions of Modules: `nnx.jit(step)(model, x)`.
@@ -106,14 +120,25 @@ def jit(
             named by position is also static when passed by keyword.
         static_argnames: Names of such arguments; also static when passed by
             position.
+        donate_argnums: Positions of arguments whose buffers the call may reuse for
+            its outputs, as for `jax.jit` (on accelerators a train step then holds
+            one copy of the parameters and optimizer state, not two). A donated
+            Module keeps working: every one of its arrays is replaced by the call's
+            output, changed or not, so none is left deleted; the results are those
+            of the undonated call. A donated array argument (not in a Module) is
+            deleted by the call, as with `jax.jit`. An array that a Module holds
+            twice, or that another argument also holds, is not donated.
+        donate_argnames: Names of such arguments; also donated when passed by
+            position.
         **jit_kwargs: Other `jax.jit` options (`in_shardings`, `out_shardings`,
-            `keep_unused`, ...), passed on. Buffer donation is not supported.
+            `keep_unused`, ...), passed on.
 
     Returns:
         The compiled function (or, with `fun=None`, a decorator).
 
     Raises:
-        NotImplementedError: If `donate_argnums` or `donate_argnames` is given.
+        ValueError: If an argument is both static and donated; at a call, if a
+            donated argument is a Context (its keys are not returned).
         TypeError: At a call, if a static argument is not hashable, or a static
             attribute of a Module was set to a traced value inside.
         ValueError: At a call, if `fun` adds, removes or relinks submodules (create
@@ -153,7 +178,13 @@ def jit(
     """
     if fun is None:  # used as @nnx.jit(...)
         options = dict(stateful=stateful, static_argnums=static_argnums, **jit_kwargs)
-        decorator = functools.partial(jit, static_argnames=static_argnames, **options)
+        decorator = functools.partial(
+            jit,
+            static_argnames=static_argnames,
+            donate_argnums=donate_argnums,
+            donate_argnames=donate_argnames,
+            **options,
+        )
         return cast("Callable[[Callable[P, R]], Callable[P, R]]", decorator)
     f: Callable[..., Any] = fun
     static_nums, static_names = _static_slots(
@@ -162,12 +193,23 @@ def jit(
         (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames),
     )
 
-    inner = _traced(f, stateful)
+    donate_nums, donate_names = _static_slots(
+        f,
+        argnums_tuple(donate_argnums),
+        (donate_argnames,) if isinstance(donate_argnames, str) else tuple(donate_argnames),
+    )
+    if donate_nums or donate_names:
+        _refuse_static_donation(f, static_nums, static_names, donate_nums, donate_names)
+        return _donating_jit(
+            f,
+            stateful,
+            static_nums,
+            static_names,
+            Donated(f, donate_nums, donate_names),
+            jit_kwargs,
+        )
 
-    if "donate_argnums" in jit_kwargs or "donate_argnames" in jit_kwargs:
-        # a donated leaf that comes back unchanged would leave the module holding a
-        # deleted buffer
-        raise NotImplementedError("nnx.jit does not support buffer donation yet")
+    inner = _traced(f, stateful)
     jitted = jax_jit(inner, static_argnums=(0,), **jit_kwargs)
 
     @functools.wraps(f)
@@ -211,11 +253,86 @@ def _traced(
             lift = static
         root, call_args, call_kwargs = enter(lift, leaves, args, kwargs)
         out = f(*call_args, **call_kwargs)
+        donated = static.donated if isinstance(static, _JitStatic) else ()
         if not stateful:
-            return out, None
-        return out, leave(root, lift, leaves, "nnx.jit")
+            # donated leaves come back as they went in: their input buffers are gone
+            return out, ([leaves[i] for i in donated], StaticBox((None, donated)))
+        return out, leave(root, lift, leaves, "nnx.jit", returned=donated)
 
     return inner
+
+
+def _donating_jit(
+    f: Callable[..., Any],
+    stateful: bool,
+    static_nums: tuple[int, ...],
+    static_names: tuple[str, ...],
+    donate: Donated,
+    jit_kwargs: dict[str, Any],
+) -> Callable[..., Any]:
+    """`nnx.jit` with buffer donation: the donated module leaves and arguments travel
+    as separate, donated arguments of the compiled function; every donated module
+    leaf comes back out and is written back (see `_donation.py`)."""
+    inner = _traced(f, stateful)
+
+    def split_inner(
+        static: _JitStatic,
+        kept: list[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        donated: list[Any],
+        donated_args: dict[int, Any],
+        donated_kwargs: dict[str, Any],
+    ) -> tuple[Any, Any]:
+        leaves = donate.join(kept, donated, static.donated)
+        full_args = tuple(donated_args.get(i, a) for i, a in enumerate(args))
+        return inner(static, leaves, full_args, {**kwargs, **donated_kwargs})
+
+    jitted = jax_jit(split_inner, static_argnums=(0,), donate_argnums=(4, 5, 6), **jit_kwargs)
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        lift = Lifted(args, kwargs)
+        call_args, call_kwargs, static_args = _take_static(
+            f, lift.args, lift.kwargs, static_nums, static_names
+        )
+        split = split_donated(donate, lift, call_args, call_kwargs)
+        static = _JitStatic(lift.static, tuple(static_args), split.indices)
+        out, changes = jitted(
+            static,
+            split.kept,
+            split.args,
+            split.kwargs,
+            split.leaves,
+            split.donated_args,
+            split.donated_kwargs,
+        )
+        lift.write_back(changes)
+        return out
+
+    return wrapper
+
+
+MSG_STATIC_DONATED: Final = (
+    "nnx.jit({fun}): {which} is both static and donated. A static argument is a Python "
+    "value, not a buffer: remove it from donate_argnums/donate_argnames."
+)
+
+
+def _refuse_static_donation(
+    fun: Callable[..., Any],
+    static_nums: tuple[int, ...],
+    static_names: tuple[str, ...],
+    donate_nums: tuple[int, ...],
+    donate_names: tuple[str, ...],
+) -> None:
+    # positions and names name the same parameters (each completed from the other)
+    both = [f"argument {i}" for i in sorted(set(static_nums) & set(donate_nums))] or [
+        repr(n) for n in sorted(set(static_names) & set(donate_names))
+    ]
+    if both:
+        name = getattr(fun, "__name__", "function")
+        raise ValueError(MSG_STATIC_DONATED.format(fun=name, which=", ".join(both)))
 
 
 def _take_static(

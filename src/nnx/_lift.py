@@ -222,17 +222,20 @@ def leave(
     transform: str,
     *,
     changes_only: bool = True,
+    returned: tuple[int, ...] = (),
 ) -> Any:
     """Inside the transform, after the call: what changed in the rebuilt graph, for
     `Lifted.write_back`. Graph mode: the changed leaves (all leaves with
     `changes_only=False`) and the new GraphSpec if the structure changed. State mode:
     the new States, one per filter, and the new ModuleDef if the structure changed.
-    Raises TypeError if a static attribute now holds a tracer."""
+    Raises TypeError if a static attribute now holds a tracer. Graph mode also
+    returns the leaves at the indices `returned`, changed or not (donated buffers:
+    their input arrays are gone after the call)."""
     if root is None:
         return None
     graph = static.graph
     if isinstance(graph, GraphSpec):
-        return _changed_leaves(root, graph, traced, transform, changes_only)
+        return _changed_leaves(root, graph, traced, transform, changes_only, returned)
     refuse_traced_statics(root, transform)
     assert static.filters is not None and graph is not None
     states, moduledef = root.partition(*static.filters)
@@ -293,7 +296,12 @@ def _changed(old: Sequence[Any], new: Sequence[Any]) -> tuple[int, ...]:
 
 
 def _changed_leaves(
-    root: Module, spec: GraphSpec, leaves: list[Any], transform: str, changes_only: bool
+    root: Module,
+    spec: GraphSpec,
+    leaves: list[Any],
+    transform: str,
+    changes_only: bool,
+    returned: tuple[int, ...] = (),
 ) -> tuple[list[Any], StaticBox]:
     """Graph mode's changes: `(values, StaticBox((new_spec | None, indices)))`."""
     refuse_traced_statics(root, transform)
@@ -303,6 +311,8 @@ def _changed_leaves(
     if new_spec != spec:
         return new_leaves, StaticBox((new_spec, tuple(range(len(new_leaves)))))
     changed = _changed(leaves, new_leaves) if changes_only else tuple(range(len(new_leaves)))
+    if returned:
+        changed = tuple(sorted({*changed, *returned}))
     return [new_leaves[i] for i in changed], StaticBox((None, changed))
 
 
