@@ -10,7 +10,8 @@ D — a dropout call drawing a fresh key each call from one reused `nnx.Context`
     key, splits it and returns the new one.
 T — a real SGD step of a 4 x Linear(256, 256) MLP, batch 32, written as in the README
     (`nnx.jit` + `nnx.grad` + `update_state`), against the same step in pure JAX on a
-    params pytree.
+    params pytree; each also with its parameters donated (`donate_argnums=0`), and
+    flax.nnx's step.
 
 Variants run interleaved round-robin in one process; every timed block ends with
 `block_until_ready`. Prints median/min microseconds per call and ratios. Never a test.
@@ -58,14 +59,17 @@ def nnx_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
     def empty(model: MLP) -> None:
         model.count += 1
 
-    @nnx.jit
-    def sgd(model: MLP, x: jax.Array, y: jax.Array) -> jax.Array:
+    def sgd_step(model: MLP, x: jax.Array, y: jax.Array) -> jax.Array:
         def loss_fn(model: MLP) -> jax.Array:
             return jnp.mean((model(x) - y) ** 2)
 
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         model.update_state(jax.tree.map(lambda w, g: w - 0.01 * g, model.filter(nnx.Param), grads))
         return loss
+
+    sgd = nnx.jit(sgd_step)
+    sgd_donated = nnx.jit(sgd_step, donate_argnums=0)
+    donated_model = MLP(ctx=nnx.context(0))
 
     def empty_call() -> Any:
         empty(model)
@@ -81,6 +85,7 @@ def nnx_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
         "D nnx.jit, reused Context": lambda: drop(dropout, x, ctx=ctx),
         "E nnx.jit": empty_call,
         "T nnx.jit + nnx.grad": lambda: sgd(model, x, y),
+        "T nnx.jit + nnx.grad, model donated": lambda: sgd_donated(donated_model, x, y),
     }
 
 
@@ -129,10 +134,18 @@ def jax_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
         state["params"], loss = sgd(state["params"], x, y)
         return loss
 
+    sgd_donated = jax.jit(sgd.__wrapped__, donate_argnums=0)
+    state["donated"] = jax.tree.map(jnp.copy, params)
+
+    def sgd_donated_call() -> Any:
+        state["donated"], loss = sgd_donated(state["donated"], x, y)
+        return loss
+
     return {
         "D raw jax.jit (key in, key out)": drop_call,
         "E raw jax.jit (9 arrays in, 9 out)": empty_call,
         "T pure JAX": sgd_call,
+        "T pure JAX, params donated": sgd_donated_call,
     }
 
 
@@ -150,13 +163,34 @@ def flax_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
             self.layers = fnnx.List([fnnx.Linear(WIDTH, WIDTH, rngs=rngs) for _ in range(DEPTH)])
             self.count = FCount(jnp.array(0))
 
+        def __call__(self, x: jax.Array) -> jax.Array:
+            for i, layer in enumerate(self.layers):
+                x = layer(x)
+                if i < DEPTH - 1:
+                    x = jax.nn.relu(x)
+            return x
+
     model = FMLP(fnnx.Rngs(0))
+    trained = FMLP(fnnx.Rngs(0))
 
     @fnnx.jit
     def empty(model: FMLP) -> None:
         model.count[...] += 1
 
-    return {"E flax.nnx.jit": lambda: (empty(model), model.count[...])[1]}
+    @fnnx.jit
+    def sgd(model: FMLP, x: jax.Array, y: jax.Array) -> jax.Array:
+        def loss_fn(model: FMLP) -> jax.Array:
+            return jnp.mean((model(x) - y) ** 2)
+
+        loss, grads = fnnx.value_and_grad(loss_fn)(model)
+        params = fnnx.state(model, fnnx.Param)
+        fnnx.update(model, jax.tree.map(lambda w, g: w - 0.01 * g, params, grads))
+        return loss
+
+    return {
+        "E flax.nnx.jit": lambda: (empty(model), model.count[...])[1],
+        "T flax.nnx.jit + flax.nnx.grad": lambda: sgd(trained, x, y),
+    }
 
 
 def equinox_cases(x: jax.Array, y: jax.Array) -> dict[str, Callable[[], Any]]:
