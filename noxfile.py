@@ -165,8 +165,9 @@ def matrix(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmarks, next to flax.nnx and equinox on the same work (newest jax)."""
     session.install("-e", ".", "flax", "equinox", *_jax_pins(NEWEST[1]))
-    for script in ("bench_partition.py", "bench_shape_checks.py", "bench_transforms.py"):
-        session.run("python", f"benchmarks/{script}", *session.posargs)
+    scripts = ("bench_partition", "bench_shape_checks", "bench_call_checks", "bench_transforms")
+    for script in scripts:
+        session.run("python", f"benchmarks/{script}.py", *session.posargs)
 
 
 DOCS_SITE_DIR = "build/site"
