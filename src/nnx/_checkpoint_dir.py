@@ -44,6 +44,8 @@ from typing import Any, Final
 
 from typing_extensions import TypeIs
 
+from ._multihost import agree, is_multiprocess, is_primary, require_supported
+
 __all__ = ["read_dir", "write_items"]
 
 MARKER: Final = "nnx-checkpoint.json"
@@ -292,40 +294,107 @@ def write_items(ocp: ModuleType, path: Any, items: dict[str, Any], overwrite: bo
     if not _is_local(path):
         _write_remote(ocp, path, items, overwrite)
         return
+    if is_multiprocess():
+        _write_multiprocess(ocp, path, items, overwrite)
+        return
     _claim(path)
     with _locked(path, exclusive=True, action="save to"):
-        _stage("locked")
-        if not _is_marked(path):  # checked again: another save may have marked it
-            _write_json_atomically(path / MARKER, {"format": LAYOUT, "version": LAYOUT_VERSION})
-        _stage("marked")
+        steps = _prepare(path, overwrite)
+        new_step = steps[-1] + 1 if steps else 0
         with _manager(ocp, path) as manager:
-            steps = sorted(manager.all_steps())
-            if steps and not overwrite:
-                raise FileExistsError(MSG_EXISTS.format(path=path))
-            for step in steps:  # what an overwrite will remove: check it first
-                problem = _removal_problem(path / str(step))
-                if problem is not None and problem.user_files:
-                    raise FileExistsError(
-                        MSG_USER_FILES.format(
-                            path=path, step=step, files=list(problem.user_files[:5])
-                        )
-                    )
-                if problem is not None and problem.not_writable:
-                    raise PermissionError(
-                        MSG_NOT_WRITABLE.format(
-                            path=path, what=f"step {step}", reason=problem.reason
-                        )
-                    )
-            _stage("checked")
-            new_step = steps[-1] + 1 if steps else 0
             manager.save(new_step, args=ocp.args.Composite(**items))
             manager.wait_until_finished()
         _stage("finalized")
-        step_dir = path / str(new_step)
-        _write_json_atomically(step_dir / FILES, _step_files(step_dir))
-        _stage("listed")
-        for step in steps:
-            _remove_step(path, path / str(step))
+        _commit(path, new_step, steps)
+
+
+def _prepare(path: FsPath, overwrite: bool) -> list[int]:
+    """Under the lock: mark `path` as ours, check that a save may go ahead (and that
+    an overwrite can remove what it replaces), and return the existing steps."""
+    _stage("locked")
+    if not _is_marked(path):  # checked again: another save may have marked it
+        _write_json_atomically(path / MARKER, {"format": LAYOUT, "version": LAYOUT_VERSION})
+    _stage("marked")
+    steps = _finalized_steps(path)
+    if steps and not overwrite:
+        raise FileExistsError(MSG_EXISTS.format(path=path))
+    for step in steps:  # what an overwrite will remove: check it first
+        problem = _removal_problem(path / str(step))
+        if problem is not None and problem.user_files:
+            raise FileExistsError(
+                MSG_USER_FILES.format(path=path, step=step, files=list(problem.user_files[:5]))
+            )
+        if problem is not None and problem.not_writable:
+            raise PermissionError(
+                MSG_NOT_WRITABLE.format(path=path, what=f"step {step}", reason=problem.reason)
+            )
+    _stage("checked")
+    return steps
+
+
+def _finalized_steps(path: FsPath) -> list[int]:
+    """The steps orbax finalized (it names a step directory by its number once it is
+    complete; before that the name is temporary), oldest first."""
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def _commit(path: FsPath, new_step: int, old_steps: list[int]) -> None:
+    """After orbax finalized `new_step`: list its files, then remove the older steps."""
+    step_dir = path / str(new_step)
+    _write_json_atomically(step_dir / FILES, _step_files(step_dir))
+    _stage("listed")
+    for step in old_steps:
+        _remove_step(path, path / str(step))
+
+
+def _write_multiprocess(
+    ocp: ModuleType, path: FsPath, items: dict[str, Any], overwrite: bool
+) -> None:
+    """A save in a multi-process job: every process calls it with the same path. The
+    primary process alone claims, locks, marks and checks the directory and picks the
+    step; every process then writes its shards through orbax (which coordinates the
+    processes and finalizes the step once); the primary lists the files and removes
+    the older steps. Each phase ends with `agree`, so a failure anywhere fails the
+    save on every process, with the same error, instead of a hang."""
+    require_supported("nnx.checkpoints.save")
+    with contextlib.ExitStack() as held:
+        error: BaseException | None = None
+        steps: list[int] = []
+        if is_primary():
+            try:
+                _claim(path)
+                held.enter_context(_locked(path, exclusive=True, action="save to"))
+                steps = _prepare(path, overwrite)
+            except Exception as e:
+                error = e
+        else:
+            error = _check_writable(path)
+        new_step = agree("nnx.checkpoints.save", error, steps[-1] + 1 if steps else 0)[0]
+        try:
+            with _manager(ocp, path) as manager:
+                manager.save(new_step, args=ocp.args.Composite(**items))
+                manager.wait_until_finished()
+        except Exception as e:
+            error = e
+        agree("nnx.checkpoints.save", error)
+        _stage("finalized")
+        if is_primary():
+            try:
+                _commit(path, new_step, steps)
+            except Exception as e:
+                error = e
+        agree("nnx.checkpoints.save", error)
+
+
+def _check_writable(path: FsPath) -> BaseException | None:
+    """On a non-primary process: whether it can write its shards into `path` (the
+    primary creates it; on another host's view of the filesystem it may not be)."""
+    where = path if path.exists() else path.parent
+    if where.exists() and not os.access(where, os.W_OK | os.X_OK):
+        return PermissionError(
+            MSG_NOT_WRITABLE.format(path=path, what=str(where), reason="no write access")
+        )
+    return None
 
 
 def _remove_step(path: FsPath, step_dir: FsPath) -> None:
@@ -361,7 +430,30 @@ def _write_remote(ocp: ModuleType, path: Any, items: dict[str, Any], overwrite: 
 @contextlib.contextmanager
 def read_dir(ocp: ModuleType, path: Any) -> Generator[Any, None, None]:
     """The directory holding the items of the checkpoint at `path` (its newest
-    finalized step), held so that no save removes it while it is read."""
+    finalized step), held so that no save removes it while it is read. In a
+    multi-process job every process reads the step the primary process found (and
+    fails if any process cannot read the checkpoint)."""
+    if not is_multiprocess():
+        with _read_dir(path) as found:
+            yield found
+        return
+    require_supported("nnx.checkpoints.restore")
+    with contextlib.ExitStack() as held:
+        error: BaseException | None = None
+        items_dir: Any = None
+        try:
+            items_dir = held.enter_context(_read_dir(path))
+        except Exception as e:
+            error = e
+        step = int(items_dir.name) if _is_local(path) and items_dir.name.isdigit() else -1
+        chosen = agree("nnx.checkpoints.restore", error, step)[0]
+        if chosen >= 0 and chosen != step:
+            items_dir = path / str(chosen)
+        yield items_dir
+
+
+@contextlib.contextmanager
+def _read_dir(path: Any) -> Generator[Any, None, None]:
     if not path.exists():
         raise FileNotFoundError(MSG_MISSING.format(path=path))
     if not _is_local(path):
@@ -375,9 +467,7 @@ def read_dir(ocp: ModuleType, path: Any) -> Generator[Any, None, None]:
             raise FileNotFoundError(MSG_INCOMPLETE.format(path=path))
         raise ValueError(MSG_NOT_NNX.format(path=path, marker=MARKER))
     with _locked(path, exclusive=False, action="read"):
-        # orbax names a step directory by its number once it is final (before that
-        # it has a temporary name), so the newest complete checkpoint is the largest
-        steps = [int(p.name) for p in path.iterdir() if p.name.isdigit() and p.is_dir()]
+        steps = _finalized_steps(path)
         if not steps:
             raise FileNotFoundError(MSG_INCOMPLETE.format(path=path))
-        yield path / str(max(steps))
+        yield path / str(steps[-1])

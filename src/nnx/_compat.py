@@ -143,6 +143,30 @@ wrap_key_data: Callable[..., jax.Array] = getattr(jax.random, "wrap_key_data")  
 shape_dtype_struct: Callable[..., jax.ShapeDtypeStruct] = getattr(jax, "ShapeDtypeStruct")  # noqa: B009
 
 
+process_index: Callable[[], int] = getattr(jax, "process_index")  # noqa: B009
+"""This process's index in a multi-process job (`jax.distributed`); 0 alone."""
+process_count: Callable[[], int] = getattr(jax, "process_count")  # noqa: B009
+"""The number of processes in the job; 1 without `jax.distributed`."""
+
+
+def distributed_client() -> Any:
+    """The key-value client of `jax.distributed` (None before `initialize`)."""
+    from jax._src import distributed  # internal, but the same from 0.4.36 to 0.12
+
+    return getattr(distributed.global_state, "client", None)
+
+
+def distributed_client_type() -> type | None:
+    """The class of that client (its methods differ between jaxlib releases)."""
+    from jax._src import lib
+
+    for name in ("_jax", "xla_extension"):
+        found = getattr(getattr(lib, name, None), "DistributedRuntimeClient", None)
+        if isinstance(found, type):
+            return found
+    return None
+
+
 def default_sharding() -> jax.sharding.Sharding:
     """Placement on the device jax puts new arrays on."""
     devices: Callable[[], list[Any]] = getattr(jax, "devices")  # noqa: B009
