@@ -231,6 +231,11 @@ def save(
     included) or Python scalars; metadata must be JSON-like. Entries may be any
     pytree of those (tuples, lists, dicts, States, Variables, ...).
 
+    In a multi-process job (`jax.distributed`), every process calls `save` with the
+    same path and its view of the (possibly sharded) state: process 0 prepares and
+    commits the directory, every process writes its shards, and the processes agree
+    after each phase, so an error on any process is raised on all of them.
+
     Args:
         directory: A local path (made absolute; `~` expanded) or a `scheme://` path
             (e.g. `gs://...`) handled by orbax. It must not exist, be empty, or hold
@@ -251,6 +256,8 @@ def save(
             key cannot name an orbax item (empty, containing `.` or `/`, a digit
             string) or one path is a prefix of another.
         ImportError: If orbax-checkpoint is not installed.
+        NotImplementedError: In a multi-process job with jax < 0.8, which orbax
+            cannot write sharded arrays with.
 
     Example:
         ```python
@@ -450,7 +457,10 @@ def restore(directory: str | os.PathLike[str], target: Module | State[Any], /) -
     of `nnx.eval_shape(...).partition()`): a new State is returned. Arrays come back
     as the target's leaves are (jax or numpy), placed with the target's shardings (an
     abstract leaf's `ShapeDtypeStruct.sharding`, a concrete leaf's `.sharding`), else
-    on the default device.
+    on the default device. In a multi-process job every process calls it with the
+    same path and a target placed on the global mesh; each reads the checkpoint
+    step process 0 found, and an error on any process is raised on all. A
+    checkpoint written by several processes restores in one, and vice versa.
 
     Args:
         directory: The checkpoint directory `save` wrote.
